@@ -1,0 +1,132 @@
+"""Building a server from configuration and running it: event loop, signals, workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from sipline.config import Config, ConfigError, load_config
+from sipline.plugins import PluginError, PluginLoader, build_plugin_manager
+from sipline.routing.default import CoreDefaults
+from sipline.routing.script import ScriptError, load_script
+from sipline.server import Server, StartupError
+
+log = logging.getLogger("sipline")
+
+#: Exit codes scripts can rely on (also documented in ``sipline --help``).
+EXIT_OK = 0
+EXIT_CONFIG = 1  # invalid configuration, unknown plugin, broken routing script
+EXIT_USAGE = 2  # bad command line (argparse's own code)
+EXIT_STARTUP = 3  # valid configuration but the server could not start (port in use...)
+
+
+def load(path: Path | None, loader: PluginLoader | None = None) -> tuple[Config, PluginLoader]:
+    """Load and validate the configuration, with every installed plugin's model."""
+    loader = loader or PluginLoader()
+
+    def model_for(name: str) -> Any:
+        return loader.config_model(name)
+
+    try:
+        config = load_config(path, installed_plugins=loader.installed, model_for=model_for)
+    except PluginError as exc:
+        raise ConfigError([f"{path or '<built-in default>'}: {exc}"]) from exc
+    return config, loader
+
+
+def build(config: Config, loader: PluginLoader) -> pluggy.PluginManager:
+    """The plugin manager for ``config``: script, enabled plugins, core defaults."""
+    where = config.source or "<built-in default>"
+    try:
+        enabled = [(name, loader.load(name)) for name in config.server.plugins]
+        script = load_script(config.server.script) if config.server.script else None
+        return build_plugin_manager(enabled, defaults=CoreDefaults(), script=script)
+    except (PluginError, ScriptError) as exc:
+        raise ConfigError([f"{where}: {exc}"]) from exc
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def serve(config: Config, pm: pluggy.PluginManager, *, reuse_port: bool = False) -> int:
+    """Run one worker until SIGINT/SIGTERM."""
+    server = Server(config, pm, reuse_port=reuse_port)
+    loop = asyncio.get_running_loop()
+    try:
+        await server.start()
+    except StartupError as exc:
+        log.error("%s", exc)
+        await server.stop()
+        return EXIT_STARTUP
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_stop)
+    log.info("sipline ready (pid %d)", os.getpid())
+    await server.wait_stopped()
+    log.info("shutting down")
+    await server.stop()
+    return EXIT_OK
+
+
+def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def run(config: Config, pm: pluggy.PluginManager) -> int:
+    """Run the server: one process, or ``workers`` forked processes on SO_REUSEPORT sockets."""
+    workers = config.server.workers
+    if workers == 1:
+        return _run_loop(serve(config, pm))
+    if any(listen.port == 0 for listen in config.server.listen):
+        log.error("[server] workers > 1 needs fixed ports (port 0 would give each worker its own)")
+        return EXIT_CONFIG
+    children: dict[int, int] = {}
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # worker
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os._exit(_run_loop(serve(config, pm, reuse_port=True)))
+        children[pid] = index
+    log.info("started %d workers: %s", workers, ", ".join(map(str, children)))
+
+    def forward(signum: int, _frame: Any) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    status = EXIT_OK
+    while children:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            break
+        children.pop(pid, None)
+        code = os.waitstatus_to_exitcode(wait_status)
+        if code != EXIT_OK:
+            status = code if code > 0 else EXIT_STARTUP
+            forward(signal.SIGTERM, None)  # one worker failed: stop the rest
+    return status
+
+
+__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_STARTUP", "EXIT_USAGE", "ConfigError", "build", "load", "run"]

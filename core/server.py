@@ -1,0 +1,517 @@
+"""The server: listeners, the per-message path, the route stages and lifecycle.
+
+Per-message path (DESIGN §2): transport -> :meth:`Server.on_message` ->
+``parse_message`` -> RFC 3261 §18.2.1 Via handling -> ``message_received`` ->
+core sanity checks (§16.3, §8.2.2) -> ``route_request`` pipeline (script,
+plugins, core default) -> action. Everything on this path is synchronous;
+a hook that returns an awaitable gets its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import logging
+import os
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+from sipline import __version__
+from sipline.config import Config
+from sipline.plugins import HookError, Pipeline
+from sipline.routing.actions import Drop, Redirect, Reply
+from sipline.routing.context import (
+    ErrorContext,
+    MessageContext,
+    ReplyContext,
+    RequestContext,
+)
+from sipline.sip import Request, Response, SipParseError, make_response, parse_message
+from sipline.transport import Source, TcpTransport, Transport, UdpTransport
+
+log = logging.getLogger("sipline.server")
+
+#: URI schemes the core routes; anything else gets 416 (RFC 3261 §8.2.2.1).
+ROUTABLE_SCHEMES = frozenset({"sip", "sips", "tel"})
+
+_INTERNAL_ERROR = Reply(500, "Server Internal Error")
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says which part failed and why."""
+
+
+def _unbracket(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def _same_address(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if ":" not in a and ":" not in b:
+        return False
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return False
+
+
+class Server:
+    """One worker's SIP server: listeners plus the route pipeline."""
+
+    def __init__(self, config: Config, pm: pluggy.PluginManager, *, reuse_port: bool = False):
+        self.config = config
+        self.pm = pm
+        self.pipeline = Pipeline(pm)
+        self.reuse_port = reuse_port
+        self.log = log
+        self.script_api: dict[str, Callable[[Any], Any]] = {}
+        self.mi_commands: dict[str, dict[str, Any]] = {}
+        self.statistics: dict[str, dict[str, Any]] = {}
+        self.transports: list[Transport] = []
+        #: Option tags the server (with its plugins) supports (RFC 3261 §19.2).
+        self.supported: set[str] = set()
+        #: Methods announced in Allow; plugins add theirs at startup.
+        self.allowed_methods: set[str] = {"OPTIONS", "ACK", "CANCEL"}
+        self.started_at = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer_busy: set[str] = set()
+        self._stopping: asyncio.Event | None = None
+        self._local_hosts: set[str] = set()
+        self._local_ports: set[int] = set()
+        self._tag_prefix = os.urandom(4).hex()
+        srv = config.server
+        self._max_size = srv.max_message_size
+        self._force_rport = srv.force_rport
+        header = f"sipline/{__version__}" if srv.server_header is None else srv.server_header
+        self._server_header: tuple[tuple[str, str], ...] = (("Server", header),) if header else ()
+        self._has_message_hooks = bool(self.pipeline.impls("message_received"))
+        self._refresh_capabilities()
+
+    # ------------------------------------------------------------- plugin API
+    def plugin_config(self, name: str) -> Any:
+        """The validated ``[plugins.<name>]`` settings (None if the plugin has none)."""
+        return self.config.plugin(name)
+
+    def is_local(self, host: str, port: int | None = None) -> bool:
+        """True for a host in ``[server] domains`` or a listen address (and our port)."""
+        host = _unbracket(host.lower())
+        if host not in self._local_hosts:
+            if ":" not in host:
+                return False
+            try:
+                host = str(ipaddress.ip_address(host))
+            except ValueError:
+                return False
+            if host not in self._local_hosts:
+                return False
+        return port is None or port in self._local_ports
+
+    def unsupported(self, tags: list[str]) -> list[str]:
+        """The option tags in ``tags`` this server does not support."""
+        supported = self.supported
+        return [t for t in tags if t not in supported]
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the server keeps track of (and cancels at stop)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _refresh_capabilities(self) -> None:
+        self.allow_header = ", ".join(sorted(self.allowed_methods))
+        caps = [("Allow", self.allow_header), ("Accept", "application/sdp")]
+        if self.supported:
+            caps.append(("Supported", ", ".join(sorted(self.supported))))
+        caps.append(("Accept-Language", "en"))
+        self.capability_headers: tuple[tuple[str, str], ...] = tuple(caps)
+
+    # ------------------------------------------------------------- lifecycle
+    def _collect_registries(self) -> None:
+        owners: dict[str, str] = {}
+
+        def script_api(plugin: str) -> Callable[[str, Callable[[Any], Any]], None]:
+            def register(name: str, factory: Callable[[Any], Any]) -> None:
+                if not name.isidentifier() or name.startswith("_"):
+                    raise StartupError(f"plugin {plugin!r}: script API name {name!r} is invalid")
+                if hasattr(RequestContext, name):
+                    raise StartupError(
+                        f"plugin {plugin!r}: script API name {name!r} shadows ctx.{name}"
+                    )
+                if name in self.script_api:
+                    raise StartupError(
+                        f"script API {name!r} is registered by both plugin {owners[name]!r} "
+                        f"and plugin {plugin!r}"
+                    )
+                owners[name] = plugin
+                self.script_api[name] = factory
+
+            return register
+
+        def mi(plugin: str) -> Callable[..., None]:
+            def register(name: str, function: Callable[..., Any], **meta: Any) -> None:
+                if name in self.mi_commands:
+                    raise StartupError(
+                        f"MI command {name!r} is registered by both plugin "
+                        f"{self.mi_commands[name]['plugin']!r} and plugin {plugin!r}"
+                    )
+                self.mi_commands[name] = {"plugin": plugin, "function": function, **meta}
+
+            return register
+
+        def stats(plugin: str) -> Callable[..., None]:
+            def register(name: str, **meta: Any) -> None:
+                group, sep, stat = name.partition(":")
+                if not sep or not group or not stat:
+                    raise StartupError(
+                        f"plugin {plugin!r}: statistic {name!r} must be named 'group:name'"
+                    )
+                if name in self.statistics:
+                    raise StartupError(f"statistic {name!r} is registered twice")
+                self.statistics[name] = {"plugin": plugin, **meta}
+
+            return register
+
+        for hook, factory in (
+            ("register_script_api", script_api),
+            ("register_mi_commands", mi),
+            ("register_statistics", stats),
+        ):
+            for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+                try:
+                    impl.function(factory(impl.plugin_name))
+                except StartupError:
+                    raise
+                except Exception as exc:
+                    raise StartupError(
+                        f"plugin {impl.plugin_name!r} failed in {hook}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+
+    async def start(self) -> None:
+        """Run startup hooks, then bind every listener."""
+        loop = asyncio.get_running_loop()
+        self.started_at = loop.time()
+        self._stopping = asyncio.Event()
+        self._collect_registries()
+        for impl in reversed(self.pm.hook.startup.get_hookimpls()):
+            try:
+                result = impl.function(self) if impl.argnames else impl.function()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                raise StartupError(
+                    f"plugin {impl.plugin_name!r} failed to start: {type(exc).__name__}: {exc}"
+                ) from exc
+        self._refresh_capabilities()
+        srv = self.config.server
+        self._local_hosts = set(srv.domains)
+        for listen in srv.listen:
+            if listen.transport == "udp":
+                transport: Transport = UdpTransport(
+                    listen.host, listen.port, self.on_message, reuse_port=self.reuse_port
+                )
+            else:
+                transport = TcpTransport(
+                    listen.host,
+                    listen.port,
+                    self.on_message,
+                    reuse_port=self.reuse_port,
+                    max_connections=srv.tcp_max_connections,
+                    idle_timeout=srv.tcp_idle_timeout,
+                    max_message_size=srv.max_message_size,
+                )
+            try:
+                await transport.start()
+            except OSError as exc:
+                await self._stop_transports()
+                raise StartupError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+            self.transports.append(transport)
+            host = listen.host
+            self._local_hosts.add(str(ipaddress.ip_address(host)))
+            if ipaddress.ip_address(host).is_loopback:
+                self._local_hosts.add("localhost")
+            self._local_ports.add(transport.local[1])
+        self.spawn(self._timer_loop())
+        for t in self.transports:
+            log.info("listening on %s:%s", t.proto, _fmt(t.local))
+
+    async def _timer_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.config.server.timer_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for impl in reversed(self.pm.hook.timer.get_hookimpls()):
+                name = impl.plugin_name
+                if name in self._timer_busy:
+                    continue  # the previous tick of this plugin is still running
+                try:
+                    kwargs = {"server": self, "now": now}
+                    result = impl.function(*[kwargs[a] for a in impl.argnames])
+                except Exception:
+                    log.exception("plugin %r failed in timer", name)
+                    continue
+                if inspect.isawaitable(result):
+                    self._timer_busy.add(name)
+                    self.spawn(self._finish_timer(name, result))
+
+    async def _finish_timer(self, name: str, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception:
+            log.exception("plugin %r failed in timer", name)
+        finally:
+            self._timer_busy.discard(name)
+
+    def request_stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def wait_stopped(self) -> None:
+        assert self._stopping is not None
+        await self._stopping.wait()
+
+    async def _stop_transports(self) -> None:
+        for t in self.transports:
+            try:
+                await t.stop()
+            except Exception:
+                log.exception("error stopping %s listener", t.proto)
+        self.transports = []
+
+    async def stop(self) -> None:
+        """Stop listening, run shutdown hooks (reverse order), cancel tasks."""
+        await self._stop_transports()
+        for impl in self.pm.hook.shutdown.get_hookimpls():
+            try:
+                result = impl.function(self) if impl.argnames else impl.function()
+                if inspect.isawaitable(result):
+                    await asyncio.wait_for(result, timeout=10)
+            except Exception:
+                log.exception("plugin %r failed in shutdown", impl.plugin_name)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ------------------------------------------------------- per-message path
+    def on_message(self, data: bytes, source: Source) -> None:
+        """Entry point for every complete message a transport received."""
+        if len(data) <= 4 and not data.strip():
+            return  # CRLF keep-alive over UDP
+        try:
+            msg = parse_message(data, stream=source.proto != "udp", max_size=self._max_size)
+        except SipParseError as exc:
+            self._on_parse_error(exc, data, source)
+            return
+        if type(msg) is Request:
+            self._on_request(msg, source)
+        else:
+            self._on_response(msg, source)  # type: ignore[arg-type]
+
+    def _on_parse_error(self, exc: SipParseError, data: bytes, source: Source) -> None:
+        ctx = ErrorContext(exc, data, source, self)
+        try:
+            _, action = self.pipeline.first("route_error", ctx)
+        except HookError as err:
+            log.error("%s", err, exc_info=err.exc)
+            action = None
+        partial = exc.message
+        if action is None or isinstance(action, Drop) or type(partial) is not Request:
+            log.debug("dropped unparsable message from %s: %s", source, exc.reason)
+            return
+        if inspect.isawaitable(action):
+            self.spawn(self._finish_error(action, partial, source))
+            return
+        self._execute(action, partial, source)
+
+    async def _finish_error(self, awaitable: Any, msg: Request, source: Source) -> None:
+        try:
+            action = await awaitable
+        except Exception:
+            log.exception("route_error failed")
+            return
+        if action is not None and not isinstance(action, Drop):
+            self._execute(action, msg, source)
+
+    def _fix_via(self, msg: Request, source: Source) -> None:
+        """RFC 3261 §18.2.1 and RFC 3581: record where the request came from."""
+        via = msg.top_via
+        if via is None:
+            return
+        ip, port = source.remote
+        params = via.params
+        changed = False
+        if not _same_address(_unbracket(via.host), ip) or "rport" in params:
+            if params.get("received") != ip:
+                params["received"] = ip
+                changed = True
+        if "rport" in params or self._force_rport:
+            if params.get("rport") != str(port):
+                params["rport"] = str(port)
+                changed = True
+        if changed:
+            msg.set_top_via(via)
+
+    def _on_request(self, msg: Request, source: Source) -> None:
+        try:
+            self._fix_via(msg, source)
+            if self._has_message_hooks:
+                _, action = self.pipeline.first("message_received", MessageContext(msg, source, self))
+                if action is not None:
+                    self._dispatch(action, msg, source, "message_received")
+                    return
+            method = msg.method
+            if msg.uri.scheme not in ROUTABLE_SCHEMES:
+                if method != "ACK":
+                    self.reply(msg, source, 416, "Unsupported URI Scheme")
+                return
+            if msg.max_forwards == 0 and method != "ACK":
+                self.reply(msg, source, 483, "Too Many Hops")
+                return
+            unsupported = self.unsupported(msg.proxy_require)
+            if unsupported and method not in ("ACK", "CANCEL"):
+                self.reply(
+                    msg, source, 420, "Bad Extension", (("Unsupported", ", ".join(unsupported)),)
+                )
+                return
+            ctx = RequestContext(msg, source, self)
+            _, action = self.pipeline.first("route_request", ctx)
+        except HookError as err:
+            log.error("%s", err, exc_info=err.exc)
+            if msg.method != "ACK":
+                self._execute(_INTERNAL_ERROR, msg, source)
+            return
+        except SipParseError as exc:
+            # A lazily parsed header turned out malformed.
+            if msg.method != "ACK":
+                self.reply(msg, source, exc.status, exc.reason)
+            return
+        self._dispatch(action, msg, source, "route_request")
+
+    def _dispatch(self, action: Any, msg: Request, source: Source, stage: str) -> None:
+        if inspect.isawaitable(action):
+            self.spawn(self._finish_request(action, msg, source, stage))
+        elif action is not None:
+            self._execute(action, msg, source)
+
+    async def _finish_request(self, awaitable: Any, msg: Request, source: Source, stage: str) -> None:
+        try:
+            action = await awaitable
+        except Exception:
+            log.exception("asynchronous %s failed", stage)
+            action = _INTERNAL_ERROR
+        if action is not None:
+            self._execute(action, msg, source)
+
+    def _execute(self, action: Any, msg: Request, source: Source) -> None:
+        cls = type(action)
+        if cls is Reply:
+            if msg.method == "ACK":
+                return  # an ACK is never answered
+            self.reply(msg, source, action.status, action.reason, action.headers, action.body)
+        elif cls is Drop:
+            return
+        elif cls is Redirect:
+            headers = tuple(
+                ("Contact", c if "<" in c else f"<{c}>") for c in action.contacts
+            ) + action.headers
+            self.reply(msg, source, action.status, action.reason, headers)
+        else:
+            log.error("a route stage returned %r, which is not an action", action)
+            if msg.method != "ACK":
+                self._execute(_INTERNAL_ERROR, msg, source)
+
+    def _on_response(self, msg: Response, source: Source) -> None:
+        try:
+            if self._has_message_hooks:
+                _, action = self.pipeline.first("message_received", MessageContext(msg, source, self))
+                if action is not None:
+                    return  # any action on a response means: stop here
+            results = self.pipeline.each("route_reply", ReplyContext(msg, source, self))
+        except HookError as err:
+            log.error("%s", err, exc_info=err.exc)
+            return
+        for _, result in results:
+            if inspect.isawaitable(result):
+                self.spawn(_swallow(result))
+        # No client transaction can match yet: a stray response is absorbed
+        # (RFC 3261 §18.1.2 lets a stateless element drop what it cannot match).
+
+    # ---------------------------------------------------------------- sending
+    def to_tag(self, msg: Request) -> str:
+        """A To-tag that is the same for retransmissions of one request."""
+        key = f"{msg.get('call-id')}\0{msg.get('from')}\0{msg.get('via')}"
+        return f"{self._tag_prefix}{zlib.crc32(key.encode('latin-1', 'replace')):08x}"
+
+    def reply(
+        self,
+        msg: Request,
+        source: Source,
+        status: int,
+        reason: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        body: bytes = b"",
+    ) -> bool:
+        """Answer ``msg`` statelessly (OpenSIPS ``sl_send_reply``)."""
+        response = make_response(
+            msg,
+            status,
+            reason,
+            to_tag=self.to_tag(msg) if status > 100 else None,
+            headers=[*headers, *self._server_header],
+            body=body,
+        )
+        return self.send_response(response.to_bytes(), msg, source)
+
+    def send_response(self, data: bytes, msg: Request, source: Source) -> bool:
+        """Send a response per RFC 3261 §18.2.2 and RFC 3581."""
+        return source.transport.send(data, self.response_address(msg, source), source.conn)
+
+    def response_address(self, msg: Request, source: Source) -> tuple[str, int]:
+        via = None
+        try:
+            via = msg.top_via
+        except SipParseError:
+            pass
+        if via is None:
+            return source.remote
+        params = via.params
+        if source.proto != "udp":
+            host = params.get("received") or _unbracket(via.host)
+            return (host, via.port or 5060)
+        maddr = params.get("maddr")
+        if maddr:
+            try:
+                ipaddress.ip_address(_unbracket(maddr))
+                return (_unbracket(maddr), via.port or 5060)
+            except ValueError:
+                pass  # a name would need DNS: answer the source instead
+        rport = params.get("rport")
+        received = params.get("received")
+        if rport and rport.isdigit():
+            return (received or source.remote[0], int(rport))
+        if received:
+            return (_unbracket(received), via.port or 5060)
+        return (_unbracket(via.host), via.port or 5060)
+
+
+async def _swallow(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("asynchronous route_reply failed")
+
+
+def _fmt(addr: tuple[str, int]) -> str:
+    host, port = addr[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+__all__ = ["Server", "StartupError", "__version__"]
