@@ -64,7 +64,8 @@ def message_received(ctx: MessageContext) -> Action | Awaitable[Action | None] |
         came from (``ctx.source``) and the server (``ctx.server``).
     :returns: ``None`` to let processing continue; an action (``Drop``, or
         ``Reply`` for requests) to stop it; or an awaitable resolving to one of
-        these.
+        these (resolving to ``None``, processing continues with the next
+        implementation).
 
     Stops at first non-None result. Must stay cheap: it runs for every message.
     """
@@ -85,7 +86,9 @@ def route_request(ctx: RequestContext) -> Action | Awaitable[Action | None] | No
         ``ctx.redirect()``, ``ctx.drop()`` and ``ctx.is_myself()`` build actions.
     :returns: ``None`` to decline (let the next implementation decide), an
         action (``Reply``, ``Redirect``, ``Drop``...), or an awaitable that
-        resolves to an action or ``None``.
+        resolves to an action or to ``None``; an awaitable resolving to
+        ``None`` declines late, and the pipeline resumes with the next
+        implementation.
 
     Stops at first non-None result. Decline synchronously; return an awaitable
     only when the request is yours.

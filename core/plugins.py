@@ -207,14 +207,31 @@ class Pipeline:
         :returns: ``(plugin name, result)``; ``("", None)`` when all declined.
         :raises HookError: naming the plugin whose implementation raised.
         """
-        for name, fn, takes_ctx in self._stages[stage]:
+        index, result = self.first_at(stage, ctx)
+        return (self._stages[stage][index][0], result) if result is not None else ("", None)
+
+    def first_at(self, stage: str, ctx: Any, start: int = 0) -> tuple[int, Any]:
+        """Like :meth:`first`, starting at implementation ``start``.
+
+        :returns: ``(index, result)`` of the implementation that decided, so
+            that an awaitable resolving to ``None`` (an asynchronous decline)
+            can resume the pipeline at ``index + 1``; ``(-1, None)`` when all
+            declined.
+        """
+        impls = self._stages[stage]
+        for index in range(start, len(impls)):
+            name, fn, takes_ctx = impls[index]
             try:
                 result = fn(ctx) if takes_ctx else fn()
             except Exception as exc:
                 raise HookError(name, stage, exc) from exc
             if result is not None:
-                return name, result
-        return "", None
+                return index, result
+        return -1, None
+
+    def plugin_at(self, stage: str, index: int) -> str:
+        """The name of the plugin at ``index`` of ``stage``."""
+        return self._stages[stage][index][0]
 
     def each(self, stage: str, ctx: Any) -> list[tuple[str, Any]]:
         """Call every ``stage`` implementation; collect the non-None results."""

@@ -125,10 +125,15 @@ class Server:
 
     def _refresh_capabilities(self) -> None:
         self.allow_header = ", ".join(sorted(self.allowed_methods))
-        caps = [("Allow", self.allow_header), ("Accept", "application/sdp")]
-        if self.supported:
-            caps.append(("Supported", ", ".join(sorted(self.supported))))
-        caps.append(("Accept-Language", "en"))
+        # RFC 3261 §11.2: Allow, Accept, Accept-Encoding, Accept-Language and
+        # Supported; an empty Supported says "no extensions" explicitly.
+        caps = [
+            ("Allow", self.allow_header),
+            ("Accept", "application/sdp"),
+            ("Accept-Encoding", "identity"),
+            ("Accept-Language", "en"),
+            ("Supported", ", ".join(sorted(self.supported))),
+        ]
         self.capability_headers: tuple[tuple[str, str], ...] = tuple(caps)
 
     # ------------------------------------------------------------- lifecycle
@@ -172,7 +177,10 @@ class Server:
                         f"plugin {plugin!r}: statistic {name!r} must be named 'group:name'"
                     )
                 if name in self.statistics:
-                    raise StartupError(f"statistic {name!r} is registered twice")
+                    raise StartupError(
+                        f"statistic {name!r} is registered by both plugin "
+                        f"{self.statistics[name]['plugin']!r} and plugin {plugin!r}"
+                    )
                 self.statistics[name] = {"plugin": plugin, **meta}
 
             return register
@@ -320,25 +328,41 @@ class Server:
         try:
             _, action = self.pipeline.first("route_error", ctx)
         except HookError as err:
+            # Unlike route_request, a failing route_error drops: the input
+            # was already broken and a 500 would blame the server.
             log.error("%s", err, exc_info=err.exc)
-            action = None
-        partial = exc.message
-        if action is None or isinstance(action, Drop) or type(partial) is not Request:
-            log.debug("dropped unparsable message from %s: %s", source, exc.reason)
             return
+        partial = exc.message
         if inspect.isawaitable(action):
             self.spawn(self._finish_error(action, partial, source))
             return
-        self._execute(action, partial, source)
+        self._answer_error(action, partial, source, exc)
 
-    async def _finish_error(self, awaitable: Any, msg: Request, source: Source) -> None:
+    async def _finish_error(self, awaitable: Any, msg: Any, source: Source) -> None:
         try:
             action = await awaitable
         except Exception:
-            log.exception("route_error failed")
+            log.exception("asynchronous route_error failed")
             return
-        if action is not None and not isinstance(action, Drop):
-            self._execute(action, msg, source)
+        self._answer_error(action, msg, source, None)
+
+    def _answer_error(
+        self, action: Any, msg: Any, source: Source, exc: SipParseError | None
+    ) -> None:
+        if type(msg) is not Request or msg.method == "ACK" or type(action) not in (Reply, Redirect):
+            if exc is not None:
+                log.debug("dropped unparsable message from %s: %s", source, exc.reason)
+            return
+        # The request's Via was not validated: answer where it came from
+        # (the same connection for TCP), never where its headers point.
+        if type(action) is Redirect:
+            headers = _contact_headers(action.contacts) + action.headers
+            self.reply(msg, source, action.status, action.reason, headers, to_source=True)
+        else:
+            self.reply(
+                msg, source, action.status, action.reason, action.headers, action.body,
+                to_source=True,
+            )
 
     def _fix_via(self, msg: Request, source: Source) -> None:
         """RFC 3261 §18.2.1 and RFC 3581: record where the request came from."""
@@ -360,14 +384,26 @@ class Server:
             msg.set_top_via(via)
 
     def _on_request(self, msg: Request, source: Source) -> None:
+        self._fix_via(msg, source)
+        if self._has_message_hooks:
+            ctx = MessageContext(msg, source, self)
+            try:
+                index, action = self.pipeline.first_at("message_received", ctx)
+            except HookError as err:
+                self._hook_failed(err, msg, source)
+                return
+            if action is not None:
+                if inspect.isawaitable(action):
+                    self.spawn(self._resume("message_received", ctx, index, action, msg, source))
+                else:
+                    self._execute(action, msg, source)
+                return
+        self._process_request(msg, source)
+
+    def _process_request(self, msg: Request, source: Source) -> None:
+        """Core sanity checks (RFC 3261 §16.3, §8.2.2), then the route_request pipeline."""
+        method = msg.method
         try:
-            self._fix_via(msg, source)
-            if self._has_message_hooks:
-                _, action = self.pipeline.first("message_received", MessageContext(msg, source, self))
-                if action is not None:
-                    self._dispatch(action, msg, source, "message_received")
-                    return
-            method = msg.method
             if msg.uri.scheme not in ROUTABLE_SCHEMES:
                 if method != "ACK":
                     self.reply(msg, source, 416, "Unsupported URI Scheme")
@@ -382,33 +418,59 @@ class Server:
                 )
                 return
             ctx = RequestContext(msg, source, self)
-            _, action = self.pipeline.first("route_request", ctx)
+            index, action = self.pipeline.first_at("route_request", ctx)
         except HookError as err:
-            log.error("%s", err, exc_info=err.exc)
-            if msg.method != "ACK":
-                self._execute(_INTERNAL_ERROR, msg, source)
+            self._hook_failed(err, msg, source)
             return
         except SipParseError as exc:
             # A lazily parsed header turned out malformed.
-            if msg.method != "ACK":
+            if method != "ACK":
                 self.reply(msg, source, exc.status, exc.reason)
             return
-        self._dispatch(action, msg, source, "route_request")
-
-    def _dispatch(self, action: Any, msg: Request, source: Source, stage: str) -> None:
         if inspect.isawaitable(action):
-            self.spawn(self._finish_request(action, msg, source, stage))
+            self.spawn(self._resume("route_request", ctx, index, action, msg, source))
         elif action is not None:
             self._execute(action, msg, source)
 
-    async def _finish_request(self, awaitable: Any, msg: Request, source: Source, stage: str) -> None:
-        try:
-            action = await awaitable
-        except Exception:
-            log.exception("asynchronous %s failed", stage)
-            action = _INTERNAL_ERROR
-        if action is not None:
-            self._execute(action, msg, source)
+    def _hook_failed(self, err: HookError, msg: Request, source: Source) -> None:
+        log.error("%s", err, exc_info=err.exc)
+        if msg.method != "ACK":
+            self._execute(_INTERNAL_ERROR, msg, source)
+
+    async def _resume(
+        self, stage: str, ctx: Any, index: int, awaitable: Any, msg: Request, source: Source
+    ) -> None:
+        """Finish a firstresult stage whose implementation returned an awaitable.
+
+        An awaitable resolving to ``None`` is an asynchronous decline: the
+        pipeline resumes with the next implementation.
+        """
+        pipeline = self.pipeline
+        while True:
+            try:
+                action = await awaitable
+            except Exception:
+                log.exception("plugin %r failed in %s", pipeline.plugin_at(stage, index), stage)
+                action = _INTERNAL_ERROR
+            if action is not None:
+                break
+            try:
+                index, action = pipeline.first_at(stage, ctx, index + 1)
+            except HookError as err:
+                self._hook_failed(err, msg, source)
+                return
+            except SipParseError as exc:
+                if msg.method != "ACK":
+                    self.reply(msg, source, exc.status, exc.reason)
+                return
+            if not inspect.isawaitable(action):
+                break
+            awaitable = action
+        if action is None:
+            if stage == "message_received":
+                self._process_request(msg, source)
+            return
+        self._execute(action, msg, source)
 
     def _execute(self, action: Any, msg: Request, source: Source) -> None:
         cls = type(action)
@@ -419,9 +481,7 @@ class Server:
         elif cls is Drop:
             return
         elif cls is Redirect:
-            headers = tuple(
-                ("Contact", c if "<" in c else f"<{c}>") for c in action.contacts
-            ) + action.headers
+            headers = _contact_headers(action.contacts) + action.headers
             self.reply(msg, source, action.status, action.reason, headers)
         else:
             log.error("a route stage returned %r, which is not an action", action)
@@ -429,11 +489,46 @@ class Server:
                 self._execute(_INTERNAL_ERROR, msg, source)
 
     def _on_response(self, msg: Response, source: Source) -> None:
+        if self._has_message_hooks:
+            ctx = MessageContext(msg, source, self)
+            try:
+                index, action = self.pipeline.first_at("message_received", ctx)
+            except HookError as err:
+                log.error("%s", err, exc_info=err.exc)
+                return
+            if inspect.isawaitable(action):
+                self.spawn(self._resume_response(ctx, index, action))
+                return
+            if action is not None:
+                return  # any action on a response means: stop here
+        self._route_reply(msg, source)
+
+    async def _resume_response(self, ctx: MessageContext, index: int, awaitable: Any) -> None:
+        while True:
+            try:
+                action = await awaitable
+            except Exception:
+                log.exception(
+                    "plugin %r failed in message_received",
+                    self.pipeline.plugin_at("message_received", index),
+                )
+                return
+            if action is not None:
+                return
+            try:
+                index, action = self.pipeline.first_at("message_received", ctx, index + 1)
+            except HookError as err:
+                log.error("%s", err, exc_info=err.exc)
+                return
+            if action is None:
+                break
+            if not inspect.isawaitable(action):
+                return
+            awaitable = action
+        self._route_reply(ctx.msg, ctx.source)  # type: ignore[arg-type]
+
+    def _route_reply(self, msg: Response, source: Source) -> None:
         try:
-            if self._has_message_hooks:
-                _, action = self.pipeline.first("message_received", MessageContext(msg, source, self))
-                if action is not None:
-                    return  # any action on a response means: stop here
             results = self.pipeline.each("route_reply", ReplyContext(msg, source, self))
         except HookError as err:
             log.error("%s", err, exc_info=err.exc)
@@ -458,8 +553,14 @@ class Server:
         reason: str | None = None,
         headers: tuple[tuple[str, str], ...] = (),
         body: bytes = b"",
+        *,
+        to_source: bool = False,
     ) -> bool:
-        """Answer ``msg`` statelessly (OpenSIPS ``sl_send_reply``)."""
+        """Answer ``msg`` statelessly (OpenSIPS ``sl_send_reply``).
+
+        ``to_source`` sends to the packet's source address instead of the
+        address the Via names (used for requests that failed to parse).
+        """
         response = make_response(
             msg,
             status,
@@ -468,6 +569,8 @@ class Server:
             headers=[*headers, *self._server_header],
             body=body,
         )
+        if to_source:
+            return source.transport.send(response.to_bytes(), source.remote, source.conn)
         return self.send_response(response.to_bytes(), msg, source)
 
     def send_response(self, data: bytes, msg: Request, source: Source) -> bool:
@@ -500,6 +603,10 @@ class Server:
         if received:
             return (_unbracket(received), via.port or 5060)
         return (_unbracket(via.host), via.port or 5060)
+
+
+def _contact_headers(contacts: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(("Contact", c if "<" in c else f"<{c}>") for c in contacts)
 
 
 async def _swallow(awaitable: Any) -> None:

@@ -108,7 +108,10 @@ class SipClient:
         else:
             self.sock.connect(server)
         self.local = self.sock.getsockname()[:2]
-        self._buffer = b""
+        from sipline.sip import StreamFramer
+
+        self._framer = StreamFramer()
+        self._frames: list[bytes] = []
 
     @property
     def local_hostport(self) -> str:
@@ -127,17 +130,12 @@ class SipClient:
         if self.proto == "udp":
             data, _ = self.sock.recvfrom(65535)
             return data
-        from sipline.sip import StreamFramer
-
-        framer = StreamFramer()
-        frames = framer.feed(self._buffer) if self._buffer else []
-        while not frames:
+        while not self._frames:
             chunk = self.sock.recv(65535)
             if not chunk:
                 raise ConnectionError("server closed the connection")
-            frames = framer.feed(chunk)
-        self._buffer = b""
-        return frames[0]
+            self._frames.extend(self._framer.feed(chunk))
+        return self._frames.pop(0)
 
     def request(self, data: bytes, timeout: float | None = None) -> Any:
         """Send ``data`` and return the first final (non-1xx) response, parsed."""
@@ -238,8 +236,17 @@ class InProcessServer:
 
     def start(self) -> InProcessServer:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        except BaseException:
+            self._halt()
+            raise
         return self
+
+    def _halt(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
 
     def call(self, coro: Any, timeout: float = 10) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -254,9 +261,7 @@ class InProcessServer:
         try:
             self.call(self.server.stop())
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
-            self.loop.close()
+            self._halt()
 
 
 @contextlib.contextmanager

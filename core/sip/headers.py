@@ -12,7 +12,7 @@ import re
 from typing import NamedTuple
 
 from .errors import SipParseError
-from .uri import HOST_RE, SipURI, TelURI, AbsoluteURI, _check_ipv6, parse_uri
+from .uri import HOST_RE, PORT_RE, AbsoluteURI, SipURI, TelURI, _check_ipv6, parse_uri, sip_uri_pattern
 
 __all__ = [
     "COMPACT_FORMS",
@@ -39,10 +39,10 @@ __all__ = [
 ]
 
 TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
-TOKEN = f"[{TOKEN_CHARS}]+"
+TOKEN = f"[{TOKEN_CHARS}]++"
 _TOKEN_RE = re.compile(TOKEN)
 # A generic-param value: token / host (IPv4, hostname, IPv6 with or without brackets).
-_GVALUE = rf"[{TOKEN_CHARS}:\[\]]+"
+_GVALUE = rf"[{TOKEN_CHARS}:\[\]]++"
 _QUOTED = r'"(?:[^"\\]++|\\.)*+"'
 _QUOTED_RE = re.compile(_QUOTED, re.S)
 _QPAIR_RE = re.compile(r"\\(.)", re.S)
@@ -207,7 +207,7 @@ _PARAM_RE = re.compile(
     rf"[ \t]*;[ \t]*({TOKEN})(?:[ \t]*=[ \t]*({_GVALUE}|{_QUOTED}))?[ \t]*", re.S
 )
 # Parameters in their tidy form: no whitespace and no quoted strings.
-_TIDY_PARAMS = rf"(?:;{TOKEN}(?:={_GVALUE})?)*"
+_TIDY_PARAMS = rf"(?:;{TOKEN}(?:={_GVALUE})?)*+"
 _TIDY_PARAMS_RE = re.compile(_TIDY_PARAMS)
 
 
@@ -383,8 +383,8 @@ class Via(_Params):
 _new = object.__new__
 
 _VIA_FAST_RE = re.compile(
-    r"SIP/2\.0/(UDP|TCP|TLS|SCTP|WSS?|udp|tcp|tls|sctp|wss?) "
-    rf"({HOST_RE})(?::([0-9]{{1,5}}))?({_TIDY_PARAMS})"
+    rf"SIP/2\.0/(UDP|TCP|TLS|SCTP|WSS?) ([a-z0-9_.\-]++|\[[0-9A-Fa-f:.]++\])"
+    rf"(?::({PORT_RE}))?({_TIDY_PARAMS})"
 )
 _VIA_SLOW_RE = re.compile(
     rf"[ \t]*({TOKEN})[ \t]*/[ \t]*({TOKEN})[ \t]*/[ \t]*({TOKEN})[ \t]+({HOST_RE})"
@@ -394,27 +394,17 @@ _VIA_SLOW_RE = re.compile(
 
 def _via_one(value: str) -> Via:
     m = _VIA_FAST_RE.fullmatch(value)
-    if m is not None:
-        transport, host, port, praw = m.groups()
-        v = _new(Via)
-        v.protocol = "SIP/2.0"
-        v.transport = transport if transport.isupper() else transport.upper()
-        if host[0] == "[":
-            host = _check_via_ipv6(host)
-        elif not host.islower():
-            host = host.lower()
-        v.host = host
-        if port is None:
-            v.port = None
-        else:
-            p = int(port)
-            if p > 65535:
-                raise SipParseError("Malformed Via header: port out of range")
-            v.port = p
-        v._params = None
-        v._praw = praw
-        return v
-    return _via_slow(value)
+    if m is None:
+        return _via_slow(value)
+    transport, host, port, praw = m.groups()
+    v = _new(Via)
+    v.protocol = "SIP/2.0"
+    v.transport = transport
+    v.host = _check_via_ipv6(host) if host[0] == "[" else host
+    v.port = None if port is None else int(port)
+    v._params = None
+    v._praw = praw
+    return v
 
 
 def _check_via_ipv6(host: str) -> str:
@@ -464,12 +454,14 @@ class NameAddr(_Params):
 
     ``display`` is unquoted with quoted-pairs resolved (None when absent). For the addr-spec
     form without ``<>``, parameters after the URI are header parameters (RFC 3261 §20.10).
+    ``uri`` is parsed on first access (its syntax was already checked).
     """
 
-    __slots__ = ("display", "uri", "_params", "_praw")
+    __slots__ = ("display", "_uri", "_utext", "_params", "_praw")
 
     display: str | None
-    uri: SipURI | TelURI | AbsoluteURI
+    _uri: SipURI | TelURI | AbsoluteURI | None
+    _utext: str
 
     def __init__(
         self,
@@ -477,10 +469,22 @@ class NameAddr(_Params):
         display: str | None = None,
         params: dict[str, str | None] | None = None,
     ) -> None:
-        self.uri = parse_uri(uri) if isinstance(uri, str) else uri
+        self._uri = parse_uri(uri) if isinstance(uri, str) else uri
+        self._utext = str(self._uri)
         self.display = display
         self._params = {k.lower(): v for k, v in params.items()} if params else {}
         self._praw = ""
+
+    @property
+    def uri(self) -> SipURI | TelURI | AbsoluteURI:
+        u = self._uri
+        if u is None:
+            u = self._uri = parse_uri(self._utext)
+        return u
+
+    @uri.setter
+    def uri(self, value: SipURI | TelURI | AbsoluteURI) -> None:
+        self._uri = value
 
     @property
     def tag(self) -> str | None:
@@ -514,15 +518,17 @@ class NameAddr(_Params):
     def copy(self) -> NameAddr:
         a = _new(NameAddr)
         a.display = self.display
-        a.uri = self.uri.copy()
+        a._uri = None if self._uri is None else self._uri.copy()
+        a._utext = self._utext
         a._params = None if self._params is None else dict(self._params)
         a._praw = self._praw
         return a
 
     def __str__(self) -> str:
+        uri = self._utext if self._uri is None else str(self._uri)
         if self.display is None:
-            return f"<{self.uri}>{self._params_text()}"
-        return f"{quote(self.display)} <{self.uri}>{self._params_text()}"
+            return f"<{uri}>{self._params_text()}"
+        return f"{quote(self.display)} <{uri}>{self._params_text()}"
 
     def __repr__(self) -> str:
         return f"NameAddr({str(self)!r})"
@@ -537,9 +543,14 @@ class NameAddr(_Params):
 
 _QVALUE_RE = re.compile(r"[01](?:\.[0-9]{0,3})?")
 
-# Fast paths: `"Display" <uri>;p=v`, `Display Name <uri>;p`, `<uri>`, and `uri;p=v`.
-_NA_FAST_TOKENS_RE = re.compile(rf"((?:{TOKEN}(?: {TOKEN})* ?)?)<([^\s<>\"]+)>({_TIDY_PARAMS})")
-_ADDR_SPEC_FAST_RE = re.compile(rf"([^\s<>\";,?]+)({_TIDY_PARAMS})")
+# Fast paths for the tidy forms: `"Display" <sip-uri>;p=v`, `Display Name <sip-uri>;p` and
+# `sip-uri;p=v`. The URI grammar is checked by the same pattern parse_uri uses.
+_NA_FAST_RE = re.compile(
+    rf'(?:"([^"\\]*+)"[ \t]*+|({TOKEN}(?:[ \t]++{TOKEN})*+)?[ \t]*+)'
+    rf"<({sip_uri_pattern('(?:')})>"
+    rf"({_TIDY_PARAMS})"
+)
+_ADDR_SPEC_FAST_RE = re.compile(rf"({sip_uri_pattern('(?:', addr_spec=True)})({_TIDY_PARAMS})")
 _DISPLAY_TOKENS_RE = re.compile(rf"((?:{TOKEN}(?:[ \t]+{TOKEN})*)?)[ \t]*<")
 _ADDR_SPEC_URI_RE = re.compile(r"[^\s;,<>\"]+")
 
@@ -552,36 +563,25 @@ def _uri_in(text: str, what: str) -> SipURI | TelURI | AbsoluteURI:
 
 
 def _name_addr_fast(value: str, what: str) -> NameAddr | None:
-    m = _NA_FAST_TOKENS_RE.fullmatch(value)
-    if m is not None:
-        display, uri, praw = m.groups()
-        if display:
-            display = display.rstrip(" ")
-            if not display:
-                display = None
-        else:
-            display = None
+    if value[-1:] == ">" or "<" in value:
+        m = _NA_FAST_RE.fullmatch(value)
+        if m is None:
+            return None
+        quoted, display, utext, praw = m.groups()
+        if quoted is not None:
+            display = quoted
+        elif display is not None and ("\t" in display or "  " in display):
+            display = " ".join(display.split())
     else:
-        if value[:1] == '"':
-            end = value.find('"', 1)
-            if end < 0:
-                return None
-            m = _NA_FAST_TOKENS_RE.fullmatch(value, end + 1 + (value[end + 1 : end + 2] == " "))
-            if m is None or m.group(1):
-                return None
-            display = value[1:end]
-            if "\\" in display:
-                return None
-            _, uri, praw = m.groups()
-        else:
-            m = _ADDR_SPEC_FAST_RE.fullmatch(value)
-            if m is None:
-                return None
-            uri, praw = m.groups()
-            display = None
+        m = _ADDR_SPEC_FAST_RE.fullmatch(value)
+        if m is None:
+            return None
+        utext, praw = m.groups()
+        display = None
     a = _new(NameAddr)
     a.display = display
-    a.uri = _uri_in(uri, what)
+    a._uri = _uri_in(utext, what) if "[" in utext else None
+    a._utext = utext
     a._params = None
     a._praw = praw
     return a
@@ -636,6 +636,7 @@ def _name_addr_at(value: str, pos: int, what: str, single: bool) -> tuple[NameAd
         if "<" in inner:
             raise SipParseError(f"Malformed {what} header: nested <")
         uri = _uri_in(inner, what)
+        utext = inner
         pos = gt + 1
     else:
         m = _ADDR_SPEC_URI_RE.match(value, pos)
@@ -645,6 +646,7 @@ def _name_addr_at(value: str, pos: int, what: str, single: bool) -> tuple[NameAd
         if "?" in text:
             raise SipParseError(f"URI with headers must be enclosed in <> in {what}")
         uri = _uri_in(text, what)
+        utext = text
         pos = m.end()
     params, pos = _scan_params(value, pos, what)
     while pos < n and value[pos] in " \t":
@@ -655,7 +657,8 @@ def _name_addr_at(value: str, pos: int, what: str, single: bool) -> tuple[NameAd
         raise _param_error(value[pos:], what)
     a = _new(NameAddr)
     a.display = display
-    a.uri = uri
+    a._uri = uri
+    a._utext = utext
     a._params = params
     a._praw = format_params(params)
     return a, pos
@@ -712,8 +715,21 @@ def _bounded_int(digits: str, maximum: int, reason: str) -> int:
     return n
 
 
+#: Methods defined by RFC 3261 and its extensions.
+RFC_METHODS = frozenset(
+    "INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER "
+    "MESSAGE UPDATE".split()
+)
+_tuple_new = tuple.__new__
+
+
 def parse_cseq(value: str) -> CSeq:
     """Parse ``1*DIGIT LWS Method``; the number must be below 2**31."""
+    parts = value.strip(" \t").split(" ")
+    if len(parts) == 2:
+        num, method = parts
+        if len(num) < 10 and num.isdigit() and num.isascii() and method in RFC_METHODS:
+            return _tuple_new(CSeq, (int(num), method))  # type: ignore[no-any-return]
     m = _CSEQ_RE.fullmatch(value.strip(" \t"))
     if m is None:
         v = value.strip(" \t")
@@ -764,5 +780,5 @@ def parse_token_list(value: str, *, lower: bool = True, what: str = "header") ->
 
 
 # Re-exported for the message layer.
-__all__ += ["TOKEN", "TOKEN_CHARS", "PRETTY_NAMES", "MAX_CONTENT_LENGTH"]
+__all__ += ["TOKEN", "TOKEN_CHARS", "PRETTY_NAMES", "MAX_CONTENT_LENGTH", "RFC_METHODS"]
 _ = (HOST_RE, _check_ipv6)

@@ -30,16 +30,37 @@ _PARAMCHAR = _UNRESERVED + r"%\[\]/:&+$"
 _HDRCHAR = _UNRESERVED + r"%\[\]/?:+$"
 # Lenient hostname (underscores are common in the wild) or an IPv6 reference; IPv6 references
 # are checked further by _check_ipv6.
-HOST_RE = r"[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]"
-
-_SIP_URI_RE = re.compile(
-    r"([sS][iI][pP][sS]?):"
-    rf"(?:([{_USER}]+)(?::([{_PASSWORD}]*))?@)?"
-    rf"({HOST_RE})"
-    r"(?::([0-9]{1,5}))?"
-    rf"((?:;[{_PARAMCHAR}]+(?:=[{_PARAMCHAR}]+)?)*)"
-    rf"(?:\?([{_HDRCHAR}=&]*))?"
+HOST_RE = r"[A-Za-z0-9_.\-]++|\[[0-9A-Fa-f:.]++\]"
+HOSTNAME_RE = r"[A-Za-z0-9_.\-]+"
+#: 0..65535 as 1 to 5 digits (leading zeros allowed), so no range check is needed after it.
+PORT_RE = (
+    r"(?:0[0-9]{4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]"
+    r"|[0-9]{1,4})"
 )
+URI_PARAMS_RE = rf"(?:;[{_PARAMCHAR}]++(?:=[{_PARAMCHAR}]++)?)*+"
+
+
+def sip_uri_pattern(group: str = "(", *, addr_spec: bool = False) -> str:
+    """The SIP/SIPS URI grammar as a regex; ``group`` opens each of its 7 groups.
+
+    With ``addr_spec`` the user part excludes ``;``, ``?`` and ``,`` and there are no URI
+    parameters or headers: that is the form allowed outside ``<>`` (RFC 3261 §20.10).
+    """
+    user = _USER.replace(";?", "").replace(",", "") if addr_spec else _USER
+    tail = "" if addr_spec else (
+        rf"{group}{URI_PARAMS_RE})"
+        rf"(?:\?{group}[{_HDRCHAR}=&]*))?"
+    )
+    return (
+        rf"{group}[sS][iI][pP][sS]?):"
+        rf"(?:{group}[{user}]++)(?::{group}[{_PASSWORD}]*+))?@)?"
+        rf"{group}{HOST_RE})"
+        rf"(?::{group}{PORT_RE}))?"
+        + tail
+    )
+
+
+_SIP_URI_RE = re.compile(sip_uri_pattern())
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
 _OPAQUE_RE = re.compile(r"[A-Za-z0-9\-_.!~*'();/?:@&=+$,%\[\]#]+")
 _TEL_RE = re.compile(
@@ -307,28 +328,23 @@ def parse_uri(text: str) -> SipURI | TelURI | AbsoluteURI:
     """
     m = _SIP_URI_RE.fullmatch(text)
     if m is not None:
-        scheme, user, password, host, port, praw, headers = m.groups()
-        u = _new(SipURI)
-        u.scheme = "sip" if scheme == "sip" else scheme.lower()
-        u.user = user
-        u.password = password
-        if host[0] == "[":
-            host = _check_ipv6(host)
-        elif not host.islower():
-            host = host.lower()
-        u.host = host
-        if port is None:
-            u.port = None
-        else:
-            p = int(port)
-            if p > 65535:
-                raise SipParseError("Bad port in URI")
-            u.port = p
-        u._params = None
-        u._praw = praw
-        u.headers = headers
-        return u
+        return uri_from_match(m)
     return _parse_uri_slow(text)
+
+
+def uri_from_match(m: re.Match[str]) -> SipURI:
+    """Build a SipURI from a match of the SIP URI pattern (groups as in sip_uri_pattern)."""
+    scheme, user, password, host, port, praw, headers = m.groups()
+    u = _new(SipURI)
+    u.scheme = "sip" if scheme == "sip" else scheme.lower()
+    u.user = user
+    u.password = password
+    u.host = _check_ipv6(host) if host[0] == "[" else host.lower()
+    u.port = None if port is None else int(port)
+    u._params = None
+    u._praw = praw
+    u.headers = headers
+    return u
 
 
 def _parse_uri_slow(text: str) -> SipURI | TelURI | AbsoluteURI:
@@ -376,7 +392,7 @@ def _diagnose_sip(rest: str) -> str:
         digits = port[1:] if port.startswith(":") else port
         if not digits.isascii() or not digits.isdigit():
             return "Bad port in URI"
-        if len(digits) > 5:
+        if len(digits) > 5 or int(digits) > 65535:
             return "Bad port in URI"
     if not hostpart or hostpart.startswith(":"):
         return "Missing host in SIP URI"

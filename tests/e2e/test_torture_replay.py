@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from sipline.sip import parse_message
 from sipline.testing import ServerProcess, SipClient, options_request
 
 
@@ -115,6 +114,17 @@ def test_corpus_is_complete():
     assert names == set(EXPECTED), (names ^ set(EXPECTED))
 
 
+def status_of(data: bytes) -> int:
+    """The status code of a response, read from its status line only.
+
+    An error response copies the request's broken headers verbatim
+    (RFC 3261 §8.2.6.2), so parsing the whole of it could fail.
+    """
+    line = data.split(b"\r\n", 1)[0].split(b" ", 2)
+    assert line[0] == b"SIP/2.0" and len(line) >= 2, data[:80]
+    return int(line[1])
+
+
 def _check(name: str, got: object, expected: object) -> None:
     allowed = expected if isinstance(expected, set) else {expected}
     assert got in allowed, f"{name}: got {got}, expected {expected}"
@@ -137,9 +147,9 @@ def test_udp(server, path):
     try:
         client.send(path.read_bytes())
         try:
-            reply = parse_message(client.recv(0.6))
-            got: object = reply.status
-            assert reply.reason.strip() or reply.status == 404
+            reply = client.recv(0.6)
+            got: object = status_of(reply)
+            assert reply.split(b"\r\n", 1)[0].split(b" ", 2)[2].strip(), "reason phrase"
             # exactly one answer (dblreq: the trailing INVITE is not processed)
             assert client.expect_silence(0.2), f"{path.stem}: more than one response"
         except (TimeoutError, socket.timeout):
@@ -156,7 +166,7 @@ def test_tcp(server, path):
     try:
         client.send(path.read_bytes())
         try:
-            got: object = parse_message(client.recv(0.6), stream=True).status
+            got: object = status_of(client.recv(0.6))
         except (TimeoutError, socket.timeout):
             got = SILENT
         except (ConnectionError, OSError):

@@ -1,0 +1,85 @@
+"""The pure SIP message layer: parser, serializer, URIs, header values, stream framing.
+
+No I/O here and no imports beyond the standard library: the transports, transaction layer and
+proxy build on it.
+"""
+
+from .errors import SipParseError
+from .framing import KEEPALIVE_PING, KEEPALIVE_PONG, StreamFramer
+from .headers import (
+    COMPACT_FORMS,
+    CSeq,
+    NameAddr,
+    Via,
+    canonical_name,
+    format_params,
+    parse_content_length,
+    parse_cseq,
+    parse_expires,
+    parse_max_forwards,
+    parse_name_addr,
+    parse_name_addr_list,
+    parse_params,
+    parse_token_list,
+    parse_uint,
+    parse_via,
+    quote,
+    split_comma,
+    text_from_wire,
+    unquote,
+)
+from .message import (
+    MAX_HEADERS,
+    REASON_PHRASES,
+    RFC_METHODS,
+    Request,
+    Response,
+    SipMessage,
+    make_response,
+    parse_message,
+    reason_phrase,
+)
+from .uri import URI, AbsoluteURI, SipURI, TelURI, parse_uri, unescape, uri_equal
+
+__all__ = [
+    "SipParseError",
+    "StreamFramer",
+    "KEEPALIVE_PING",
+    "KEEPALIVE_PONG",
+    "COMPACT_FORMS",
+    "CSeq",
+    "NameAddr",
+    "Via",
+    "canonical_name",
+    "format_params",
+    "parse_content_length",
+    "parse_cseq",
+    "parse_expires",
+    "parse_max_forwards",
+    "parse_name_addr",
+    "parse_name_addr_list",
+    "parse_params",
+    "parse_token_list",
+    "parse_uint",
+    "parse_via",
+    "quote",
+    "split_comma",
+    "text_from_wire",
+    "unquote",
+    "MAX_HEADERS",
+    "REASON_PHRASES",
+    "RFC_METHODS",
+    "Request",
+    "Response",
+    "SipMessage",
+    "make_response",
+    "parse_message",
+    "reason_phrase",
+    "URI",
+    "AbsoluteURI",
+    "SipURI",
+    "TelURI",
+    "parse_uri",
+    "unescape",
+    "uri_equal",
+]
