@@ -10,27 +10,33 @@ Strings in the model are *wire strings*: the header block is decoded once with l
 character is one octet and re-encoding gives the exact bytes back. UTF-8 text therefore shows
 up as its octets (see :func:`sipline.sip.headers.text_from_wire`). The reason phrase of a
 response is the exception: it is decoded as UTF-8 when it is valid UTF-8.
+
+Performance notes (this is the hot path of the server): the tidy common case of a request is
+validated by one regex match over the joined values of the checked headers; anything unusual
+takes the careful per-header path, which also names the defect in the error. Objects are
+built with ``object.__new__`` and slot assignment, and parsed values live in dedicated slots.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .errors import SipParseError
 from .headers import (
-    _NA_FAST_RE,
-    _VIA_FAST_RE,
     _NAME_CACHE,
+    _TIDY_PARAMS,
+    PRETTY_NAMES,
+    RFC_METHODS,
+    TOKEN,
+    TOKEN_CHARS,
+    CSeq,
+    NameAddr,
+    Via,
     _name_addr_at,
     _name_addr_fast,
     _tuple_new,
     _via_one,
-    PRETTY_NAMES,
-    RFC_METHODS,
-    CSeq,
-    NameAddr,
-    Via,
     canonical_name,
     is_token,
     parse_content_length,
@@ -43,7 +49,19 @@ from .headers import (
     parse_via,
     split_comma,
 )
-from .uri import _SIP_URI_RE, AbsoluteURI, SipURI, TelURI, parse_uri, uri_from_match
+from .uri import (
+    PORT_RE,
+    URI_PARAMS_RE,
+    AbsoluteURI,
+    SipURI,
+    TelURI,
+    _HDRCHAR,
+    _PASSWORD,
+    _USER,
+    parse_uri,
+    sip_uri_pattern,
+    uri_from_groups,
+)
 
 __all__ = [
     "SipMessage",
@@ -153,7 +171,20 @@ _TOKEN_METHOD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _BLANK_LINE_RE = re.compile(rb"\r?\n\r?\n")
 _LINE_SPLIT_RE = re.compile(r"\r?\n")
 _FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]+")
-_EMPTY: dict = {}
+
+
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+#: Marks a cached optional value (Max-Forwards, Content-Length) that was not parsed yet.
+_UNSET: object = _Unset()
+#: ``_dirty`` of an unchanged message whose lines do not map 1:1 onto its bytes (bare LFs,
+#: leading CRLFs): unchanged it is returned as received, changed it is re-joined.
+_PRISTINE_RAW: object = _Unset()
 
 
 def _wire(value: str) -> str:
@@ -181,32 +212,53 @@ def _key(name: str) -> str:
     return key
 
 
+# Header key -> the slot caching its parsed value (others live in the _pc dict).
+_CACHE_SLOTS = {
+    "via": "_via",
+    "from": "_from",
+    "to": "_to",
+    "cseq": "_cseq",
+    "call-id": "_cid",
+}
+_OPTIONAL_SLOTS = {"max-forwards": "_mf", "content-length": "_cl"}
+
+
 class SipMessage:
     """Common part of :class:`Request` and :class:`Response`.
 
     Header names given to the accessors are case-insensitive and may be compact forms.
-    Parsed values (``via``, ``from_``...) are cached; the caches of a header are dropped when
+    Parsed values (``via``, ``from_``...) are cached; the cache of a header is dropped when
     that header is changed through this API. Objects returned by the parsed accessors must not
-    be mutated in place: change them on a copy and write them back (``set_top_via``,
-    ``set_header``, ``Request.uri = ...``).
+    be mutated in place: change a copy and write it back (``set_top_via``, ``set_header``,
+    ``Request.uri = ...``).
     """
 
     __slots__ = (
-        "_data", "_bstart", "_bend", "_keys", "_values", "_lines", "_pc", "_dirty", "_body",
-        "_start", "version",
+        "_data", "_bstart", "_bend", "_keys", "_values", "_lines", "_dirty", "_body", "_start",
+        "version", "_via", "_from", "_to", "_cseq", "_cid", "_mf", "_cl", "_pc",
     )
 
     _data: bytes
     _bstart: int
     _bend: int
     _keys: list[str]
-    _values: list[str]
+    _values: list[str] | None  # header values, derived from _lines on first use
     _lines: list[str]
-    _pc: dict[str, object]
-    _dirty: bool
+    # False: unchanged; True: re-join the lines; (offset, bytes): unchanged but for lines
+    # inserted at one byte offset (the proxy's push_via), spliced into the received bytes;
+    # _PRISTINE_RAW: unchanged, lines not 1:1 with the bytes (no splicing).
+    _dirty: object
     _body: bytes | None
     _start: str | None
     version: str
+    _via: list[Via] | None
+    _from: NameAddr | None
+    _to: NameAddr | None
+    _cseq: CSeq | None
+    _cid: str | None
+    _mf: object
+    _cl: object
+    _pc: dict[str, object] | None
 
     def _init_empty(self) -> None:
         self._data = b""
@@ -215,26 +267,46 @@ class SipMessage:
         self._keys = []
         self._values = []
         self._lines = []
-        self._pc = {}
         self._dirty = True
         self._body = b""
         self._start = None
         self.version = "SIP/2.0"
+        self._reset_cache()
+
+    def _reset_cache(self) -> None:
+        self._via = None
+        self._from = None
+        self._to = None
+        self._cseq = None
+        self._cid = None
+        self._mf = _UNSET
+        self._cl = _UNSET
+        self._pc = None
 
     # -- raw header access ---------------------------------------------------------------
+
+    def _vals(self) -> list[str]:
+        """The value of every header line (unfolded, not stripped), built on first use."""
+        try:
+            values = self._values
+        except AttributeError:  # parsed messages start without it
+            values = None
+        if values is None:
+            values = self._values = [_line_value(line) for line in self._lines]
+        return values
 
     def get(self, name: str) -> str | None:
         """The value of the first header line named ``name`` (unfolded, stripped), or None."""
         key = _key(name)
         keys = self._keys
         if key in keys:
-            return self._values[keys.index(key)].strip(" \t")
+            return _line_value(self._lines[keys.index(key)]).strip(" \t")
         return None
 
     def get_all(self, name: str) -> list[str]:
         """One value per header line named ``name``, in order."""
         key = _key(name)
-        return [v.strip(" \t") for k, v in zip(self._keys, self._values) if k == key]
+        return [v.strip(" \t") for k, v in zip(self._keys, self._vals()) if k == key]
 
     def get_list(self, name: str) -> list[str]:
         """The comma-separated elements of every ``name`` header line, in order."""
@@ -251,11 +323,22 @@ class SipMessage:
 
     def iter_headers(self) -> Iterator[tuple[str, str]]:
         """``(name as received, value)`` for every header line, in order."""
-        for line, value in zip(self._lines, self._values):
+        for line, value in zip(self._lines, self._vals()):
             yield line.partition(":")[0].rstrip(" \t"), value.strip(" \t")
 
     def _changed(self, key: str) -> None:
-        self._pc.pop(key, None)
+        """Drop the cached parse of ``key`` and mark the message for re-serialisation."""
+        slot = _CACHE_SLOTS.get(key)
+        if slot is not None:
+            setattr(self, slot, None)
+        else:
+            slot = _OPTIONAL_SLOTS.get(key)
+            if slot is not None:
+                setattr(self, slot, _UNSET)
+            else:
+                pc = getattr(self, "_pc", None)
+                if pc:
+                    pc.pop(key, None)
         self._dirty = True
 
     def add_header(self, name: str, value: str, *, first: bool = False) -> None:
@@ -265,12 +348,11 @@ class SipMessage:
         line = f"{name}: {value}"
         if first:
             self._keys.insert(0, key)
-            self._values.insert(0, value)
             self._lines.insert(0, line)
         else:
             self._keys.append(key)
-            self._values.append(value)
             self._lines.append(line)
+        self._values = None
         self._changed(key)
 
     def set_header(self, name: str, value: str) -> None:
@@ -280,17 +362,16 @@ class SipMessage:
         keys = self._keys
         if key in keys:
             i = keys.index(key)
-            self._values[i] = value
             self._lines[i] = f"{name}: {value}"
             j = len(keys) - 1
             while j > i:
                 if keys[j] == key:
-                    del keys[j], self._values[j], self._lines[j]
+                    del keys[j], self._lines[j]
                 j -= 1
         else:
             keys.append(key)
-            self._values.append(value)
             self._lines.append(f"{name}: {value}")
+        self._values = None
         self._changed(key)
 
     def remove_header(self, name: str) -> int:
@@ -301,8 +382,8 @@ class SipMessage:
         if n:
             keep = [i for i, k in enumerate(keys) if k != key]
             self._keys = [keys[i] for i in keep]
-            self._values = [self._values[i] for i in keep]
             self._lines = [self._lines[i] for i in keep]
+            self._values = None
             self._changed(key)
         return n
 
@@ -312,113 +393,124 @@ class SipMessage:
         keys = self._keys
         if key not in keys:
             raise SipParseError(f"Missing {pretty} header")
-        return self._values[keys.index(key)].strip(" \t")
+        return _line_value(self._lines[keys.index(key)]).strip(" \t")
 
     @property
     def via(self) -> list[Via]:
-        vias = self._pc.get("via")
+        """Every Via value, top first (a line may hold several)."""
+        vias = self._via
         if vias is None:
             vias = []
-            for k, v in zip(self._keys, self._values):
+            for k, v in zip(self._keys, self._vals()):
                 if k == "via":
                     vias.extend(parse_via(v))
-            self._pc["via"] = vias
-        return vias  # type: ignore[return-value]
+            self._via = vias
+        return vias
 
     @property
     def top_via(self) -> Via | None:
-        vias = self._pc.get("via")
+        vias = self._via
         if vias is None:
             vias = self.via
         return vias[0] if vias else None
 
     @property
     def from_(self) -> NameAddr:
-        a = self._pc.get("from")
+        a = self._from
         if a is None:
-            a = self._pc["from"] = parse_name_addr(self._required("from", "From"), what="From")
-        return a  # type: ignore[return-value]
+            a = self._from = parse_name_addr(self._required("from", "From"), what="From")
+        return a
 
     @property
     def to(self) -> NameAddr:
-        a = self._pc.get("to")
+        a = self._to
         if a is None:
-            a = self._pc["to"] = parse_name_addr(self._required("to", "To"), what="To")
-        return a  # type: ignore[return-value]
+            a = self._to = parse_name_addr(self._required("to", "To"), what="To")
+        return a
 
     @property
     def call_id(self) -> str:
-        c = self._pc.get("call-id")
+        c = self._cid
         if c is None:
             c = self._required("call-id", "Call-ID")
             if not c or " " in c or "\t" in c:
                 raise SipParseError("Malformed Call-ID header")
-            self._pc["call-id"] = c
-        return c  # type: ignore[return-value]
+            self._cid = c
+        return c
 
     @property
     def cseq(self) -> CSeq:
-        c = self._pc.get("cseq")
+        c = self._cseq
         if c is None:
-            c = self._pc["cseq"] = parse_cseq(self._required("cseq", "CSeq"))
-        return c  # type: ignore[return-value]
-
-    def _optional_int(self, key: str, parser) -> int | None:  # type: ignore[no-untyped-def]
-        pc = self._pc
-        if key in pc:
-            return pc[key]  # type: ignore[return-value]
-        v = self.get(key)
-        n = None if v is None else parser(v)
-        pc[key] = n
-        return n
+            c = self._cseq = parse_cseq(self._required("cseq", "CSeq"))
+        return c
 
     @property
     def max_forwards(self) -> int | None:
-        return self._optional_int("max-forwards", parse_max_forwards)
+        mf = self._mf
+        if mf is _UNSET:
+            v = self.get("max-forwards")
+            mf = self._mf = None if v is None else parse_max_forwards(v)
+        return mf  # type: ignore[return-value]
 
     @property
     def content_length(self) -> int | None:
-        return self._optional_int("content-length", parse_content_length)
+        cl = self._cl
+        if cl is _UNSET:
+            v = self.get("content-length")
+            cl = self._cl = None if v is None else parse_content_length(v)
+        return cl  # type: ignore[return-value]
+
+    def _cached(self, key: str, parse: Callable[[], object]) -> object:
+        pc = getattr(self, "_pc", None)
+        if pc is None:
+            pc = self._pc = {}
+        elif key in pc:
+            return pc[key]
+        value = pc[key] = parse()
+        return value
 
     @property
     def expires(self) -> int | None:
-        return self._optional_int("expires", parse_expires)
+        def parse() -> int | None:
+            v = self.get("expires")
+            return None if v is None else parse_expires(v)
 
-    def _contacts(self) -> tuple[list[NameAddr], bool]:
-        c = self._pc.get("contact")
-        if c is None:
-            contacts: list[NameAddr] = []
-            star = False
-            for k, v in zip(self._keys, self._values):
-                if k == "contact":
-                    v = v.strip(" \t")
-                    if v == "*":
-                        star = True
-                    else:
-                        contacts.extend(parse_name_addr_list(v, what="Contact"))
-            if star and (contacts or self._keys.count("contact") > 1):
-                raise SipParseError("Contact * mixed with other contacts")
-            c = self._pc["contact"] = (contacts, star)
-        return c  # type: ignore[return-value]
+        return self._cached("expires", parse)  # type: ignore[return-value]
+
+    def _parse_contacts(self) -> tuple[list[NameAddr], bool]:
+        contacts: list[NameAddr] = []
+        star = False
+        for k, v in zip(self._keys, self._vals()):
+            if k == "contact":
+                v = v.strip(" \t")
+                if v == "*":
+                    star = True
+                else:
+                    contacts.extend(parse_name_addr_list(v, what="Contact"))
+        if star and (contacts or self._keys.count("contact") > 1):
+            raise SipParseError("Contact * mixed with other contacts")
+        return contacts, star
 
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact value (empty for ``Contact: *``, see :attr:`contact_star`)."""
-        return self._contacts()[0]
+        return self._cached("contact", self._parse_contacts)[0]  # type: ignore[index]
 
     @property
     def contact_star(self) -> bool:
-        return self._contacts()[1]
+        """True for ``Contact: *`` (REGISTER removing every binding)."""
+        return self._cached("contact", self._parse_contacts)[1]  # type: ignore[index]
 
     def _addr_list(self, key: str, what: str) -> list[NameAddr]:
-        r = self._pc.get(key)
-        if r is None:
-            r = []
-            for k, v in zip(self._keys, self._values):
+        def parse() -> list[NameAddr]:
+            out: list[NameAddr] = []
+            for k, v in zip(self._keys, self._vals()):
                 if k == key:
-                    r.extend(parse_name_addr_list(v, what=what))
-            self._pc[key] = r
-        return r  # type: ignore[return-value]
+                    out.extend(parse_name_addr_list(v, what=what))
+            return out
+
+        return self._cached(key, parse)  # type: ignore[return-value]
 
     @property
     def routes(self) -> list[NameAddr]:
@@ -429,25 +521,28 @@ class SipMessage:
         return self._addr_list("record-route", "Record-Route")
 
     def _tokens(self, key: str, what: str, lower: bool) -> list[str]:
-        r = self._pc.get(key)
-        if r is None:
-            r = []
-            for k, v in zip(self._keys, self._values):
+        def parse() -> list[str]:
+            out: list[str] = []
+            for k, v in zip(self._keys, self._vals()):
                 if k == key:
-                    r.extend(parse_token_list(v, lower=lower, what=what))
-            self._pc[key] = r
-        return r  # type: ignore[return-value]
+                    out.extend(parse_token_list(v, lower=lower, what=what))
+            return out
+
+        return self._cached(key, parse)  # type: ignore[return-value]
 
     @property
     def require(self) -> list[str]:
+        """Option tags of Require, lowercased."""
         return self._tokens("require", "Require", True)
 
     @property
     def proxy_require(self) -> list[str]:
+        """Option tags of Proxy-Require, lowercased."""
         return self._tokens("proxy-require", "Proxy-Require", True)
 
     @property
     def supported(self) -> list[str]:
+        """Option tags of Supported, lowercased."""
         return self._tokens("supported", "Supported", True)
 
     @property
@@ -459,18 +554,35 @@ class SipMessage:
 
     def push_via(self, via: Via | str) -> None:
         """Add a new top Via (a line of its own, above the existing Via lines)."""
-        value = _wire(str(via))
+        if via.__class__ is str:
+            value: str = via  # type: ignore[assignment]
+            if "\r" in value or "\n" in value or not value.isascii():
+                value = _wire(value)
+        else:
+            value = _wire(str(via))
         keys = self._keys
         i = keys.index("via") if "via" in keys else 0
+        line = "Via: " + value
         keys.insert(i, "via")
-        self._values.insert(i, value)
-        self._lines.insert(i, "Via: " + value)
+        self._lines.insert(i, line)
+        self._values = None
+        self._via = None
+        dirty = self._dirty
+        if dirty is True:
+            return
+        # Unchanged so far: splice the new line into the received bytes at the offset of
+        # the line it goes before, instead of re-joining every line.
+        offset = len(self._start) + 2  # type: ignore[arg-type]
+        if i:
+            offset += sum(map(len, self._lines[:i])) + 2 * i
+        if dirty is False:
+            if self._cl is not None:
+                self._dirty = (offset, line.encode("latin-1") + b"\r\n")
+                return
+        elif dirty is not _PRISTINE_RAW and dirty[0] == offset:  # type: ignore[index]
+            self._dirty = (offset, line.encode("latin-1") + b"\r\n" + dirty[1])  # type: ignore
+            return
         self._dirty = True
-        pc = self._pc
-        if isinstance(via, Via) and "via" in pc:
-            pc["via"] = [via] + pc["via"]  # type: ignore[operator]
-        else:
-            pc.pop("via", None)
 
     def _top_via_line(self) -> int:
         keys = self._keys
@@ -486,43 +598,43 @@ class SipMessage:
         """
         vias = self.via
         i = self._top_via_line()
-        value = self._values[i]
-        if "," in value:
-            rest = split_comma(value, what="Via")[1:]
-        else:
-            rest = []
+        value = _line_value(self._lines[i])
+        rest = split_comma(value, what="Via")[1:] if "," in value else []
         if rest:
             name = self._lines[i].partition(":")[0].rstrip(" \t")
-            joined = ", ".join(rest)
-            self._values[i] = joined
-            self._lines[i] = f"{name}: {joined}"
+            self._lines[i] = f"{name}: {', '.join(rest)}"
         else:
-            del self._keys[i], self._values[i], self._lines[i]
+            del self._keys[i], self._lines[i]
+        self._values = None
         self._dirty = True
-        self._pc["via"] = vias[1:]
+        self._via = vias[1:]
         return vias[0]
 
     def set_top_via(self, via: Via) -> None:
         """Replace the top Via value only (e.g. after adding ``received``/``rport``)."""
         vias = self.via
         i = self._top_via_line()
-        value = self._values[i]
+        value = _line_value(self._lines[i])
         text = _wire(str(via))
         if "," in value:
             parts = split_comma(value, what="Via")
             parts[0] = text
             text = ", ".join(parts)
         name = self._lines[i].partition(":")[0].rstrip(" \t")
-        self._values[i] = text
         self._lines[i] = f"{name}: {text}"
+        self._values = None
         self._dirty = True
-        self._pc["via"] = [via] + vias[1:]
+        self._via = [via] + vias[1:]
 
     # -- body and serialisation ----------------------------------------------------------
 
     @property
     def body(self) -> bytes:
-        b = self._body
+        """The body, raw and untouched. Setting it rewrites Content-Length."""
+        try:
+            b = self._body
+        except AttributeError:  # parsed messages slice it out on first use
+            b = None
         if b is None:
             b = self._body = self._data[self._bstart : self._bend]
         return b
@@ -549,23 +661,28 @@ class SipMessage:
         start line and header lines are re-joined, reusing the original text of every line
         that did not change; Content-Length is added when absent.
         """
-        if not self._dirty:
+        dirty = self._dirty
+        if dirty is False or dirty is _PRISTINE_RAW:
             data = self._data
-            if self._bend == len(data):
+            if self._bend == len(data) and self._cl is not None:
                 return data
-            return data[: self._bend]
+            if self._cl is not None:
+                return data[: self._bend]
+        elif dirty is not True:
+            data = self._data
+            offset = dirty[0]  # type: ignore[index]
+            return data[:offset] + dirty[1] + data[offset : self._bend]  # type: ignore[index]
         keys = self._keys
-        body = self._body
-        if body is None:
-            body = self._data[self._bstart : self._bend]
+        body = self.body
         if "content-length" not in keys:
             keys.append("content-length")
-            cl = str(len(body))
-            self._values.append(cl)
-            self._lines.append("Content-Length: " + cl)
+            self._lines.append(f"Content-Length: {len(body)}")
+            self._values = None
+            self._cl = len(body)
         start = self._start
         if start is None:
-            start = self._start_line()
+            start = self._start = self._start_line()
+        self._dirty = True
         return (start + "\r\n" + "\r\n".join(self._lines) + "\r\n\r\n").encode("latin-1") + body
 
     __bytes__ = to_bytes
@@ -575,14 +692,18 @@ class SipMessage:
         m._bstart = self._bstart
         m._bend = self._bend
         m._keys = self._keys[:]
-        m._values = self._values[:]
+        m._values = getattr(self, "_values", None)  # never mutated in place: shared safely
         m._lines = self._lines[:]
-        pc = self._pc
-        m._pc = {k: pc[k] for k in ("cseq", "call-id", "max-forwards", "content-length") if k in pc}
         m._dirty = self._dirty
-        m._body = self._body
+        m._body = getattr(self, "_body", None)
         m._start = self._start
         m.version = self.version
+        m._reset_cache()
+        # Immutable parsed values can be shared; mutable ones are re-parsed on demand.
+        m._cseq = self._cseq
+        m._cid = self._cid
+        m._mf = self._mf
+        m._cl = self._cl
 
     @property
     def is_request(self) -> bool:
@@ -593,13 +714,17 @@ class SipMessage:
 
 
 class Request(SipMessage):
-    """A SIP request. ``uri`` is parsed from ``raw_uri`` lazily and cached."""
+    """A SIP request. ``uri`` is parsed from ``raw_uri`` on first access and cached.
+
+    After changing ``uri`` in place, assign it back (``req.uri = uri``) so that the start
+    line is rewritten.
+    """
 
     __slots__ = ("_method", "_ruri", "_uri")
 
     _method: str
     _ruri: str
-    _uri: SipURI | TelURI | AbsoluteURI | None
+    _uri: SipURI | TelURI | AbsoluteURI | tuple[str | None, ...] | None
 
     def __init__(
         self,
@@ -632,6 +757,7 @@ class Request(SipMessage):
 
     @property
     def raw_uri(self) -> str:
+        """The Request-URI text as received (or as last set)."""
         return self._ruri
 
     @property
@@ -639,9 +765,9 @@ class Request(SipMessage):
         u = self._uri
         if u is None:
             u = self._uri = parse_uri(self._ruri)
-        elif u.__class__ is _Match:
-            u = self._uri = uri_from_match(u)  # type: ignore[arg-type]
-        return u
+        elif u.__class__ is tuple:
+            u = self._uri = uri_from_groups(u)  # type: ignore[arg-type]
+        return u  # type: ignore[return-value]
 
     @uri.setter
     def uri(self, value: SipURI | TelURI | AbsoluteURI | str) -> None:
@@ -661,6 +787,7 @@ class Request(SipMessage):
         return f"{self._method} {self._ruri} {self.version}"
 
     def copy(self) -> Request:
+        """An independent copy (for forking): same bytes, own header lists and caches."""
         m = _new(Request)
         self._copy_into(m)
         m._method = self._method
@@ -723,6 +850,7 @@ class Response(SipMessage):
         return f"{self.version} {self._status} {reason}"
 
     def copy(self) -> Response:
+        """An independent copy: same bytes, own header lists and caches."""
         m = _new(Response)
         self._copy_into(m)
         m._status = self._status
@@ -770,6 +898,14 @@ def _split_headers_careful(hlines: list[str]) -> tuple[list[str], list[str], lis
     return keys, values, lines
 
 
+def _line_value(line: str) -> str:
+    """The value part of a raw header line, unfolded (not stripped)."""
+    value = line.partition(":")[2]
+    if "\n" in value:
+        value = _FOLD_RE.sub(" ", value)
+    return value
+
+
 def _start_error(start: str) -> tuple[str, int]:
     """Reason and status for a request line that is not ``Method SP URI SP SIP/2.0``."""
     parts = start.split(" ")
@@ -779,12 +915,7 @@ def _start_error(start: str) -> tuple[str, int]:
         return "Extra whitespace in request line", 400
     if len(parts) > 3:
         return "Whitespace in Request-URI", 400
-    if len(parts) < 3:
-        return "Malformed request line", 400
     return "Malformed request line", 400
-
-
-_Match = type(re.compile("").match(""))
 
 
 def parse_message(
@@ -809,18 +940,23 @@ def parse_message(
     if n > max_size:
         raise SipParseError("Message too large", 513)
     # The tidy case: CRLF line ends only, no leading CRLFs, a blank line after the headers.
-    # Anything else (bare LFs, stray CRs, no blank line) takes the lenient split.
+    # Anything else (bare LFs, stray CRs, no blank line) takes the lenient split. A bare LF
+    # inside a line is never let through: a downstream parser could see a header there that
+    # this one did not.
     end = data.find(b"\r\n\r\n")
     unterminated = False
+    dirty: object = False
     if end > 0 and data[0] > 32:
         head = data[:end].decode("latin-1")
         lines = head.split("\r\n")
         if head.count("\n") != len(lines) - 1:
             lines, bstart, unterminated = _split_lenient(data)
+            dirty = _PRISTINE_RAW
         else:
             bstart = end + 4
     else:
         lines, bstart, unterminated = _split_lenient(data)
+        dirty = _PRISTINE_RAW
     start = lines[0]
     hlines = lines
     del hlines[0]
@@ -830,18 +966,24 @@ def parse_message(
     # Header lines: one pass for the tidy case, the careful split at the first oddity
     # (folding, whitespace before the colon, a name never seen before, no colon).
     keys: list[str] = []
-    values: list[str] = []
+    values: list[str] | None = None  # derived from the lines on first use
     kappend = keys.append
-    vappend = values.append
     cache_get = _NAME_CACHE.get
     key: str | None = ""
     for line in hlines:
-        name, colon, value = line.partition(":")
+        name, colon, _ = line.partition(":")
         key = cache_get(name)
         if key is None or not colon:
             break
         kappend(key)
-        vappend(value)
+    if (
+        key is not None
+        and dirty is False
+        and len(keys) == len(hlines)
+        and start[:4] != "SIP/"
+        and (msg := _tidy_request(data, n, bstart, start, hlines, keys, stream)) is not None
+    ):
+        return msg
     header_error: SipParseError | None = None
     if key is None or len(keys) != len(hlines):
         try:
@@ -886,46 +1028,54 @@ def parse_message(
     msg._data = data
     msg._bstart = bstart
     msg._keys = keys
-    msg._values = values
+    if values is not None:
+        msg._values = values
     msg._lines = hlines
-    msg._pc = pc = {}
-    msg._dirty = False
-    msg._body = None
+    msg._dirty = dirty
     msg._start = start
     msg._bend = n
+    # The parsed-value slots are filled by the validation below; every path that does not
+    # end in a successful fast validation resets them first.
     if header_error is not None:
+        msg._reset_cache()
         header_error.message = msg
         raise header_error
-    if unterminated:
-        raise SipParseError("Missing blank line after headers", 400, msg)
-    if error is not None:
-        raise SipParseError(error[0], error[1], msg)
+    if unterminated or error is not None:
+        msg._reset_cache()
+        if unterminated:
+            raise SipParseError("Missing blank line after headers", 400, msg)
+        raise SipParseError(error[0], error[1], msg)  # type: ignore[index]
 
     # Framing by Content-Length.
     if keys and keys[-1] == "content-length" or "content-length" in keys:
-        v = values[keys.index("content-length")].strip(" \t")
+        v = _line_value(hlines[keys.index("content-length")]).strip(" \t")
         if len(v) < 8 and v.isdigit() and v.isascii():
             cl = int(v)
         else:
             try:
                 cl = parse_content_length(v)
             except SipParseError as e:
+                msg._reset_cache()
                 e.message = msg
                 raise
-        if cl > n - bstart or (stream and cl != n - bstart):
-            raise SipParseError("Content-Length mismatch", 400, msg)
-        if keys.count("content-length") > 1:
+        if cl > n - bstart or (stream and cl != n - bstart) or keys.count("content-length") > 1:
+            msg._reset_cache()
+            if cl > n - bstart or (stream and cl != n - bstart):
+                raise SipParseError("Content-Length mismatch", 400, msg)
             raise SipParseError("Duplicate Content-Length header", 400, msg)
+        msg._cl = cl
         msg._bend = bstart + cl
-        pc["content-length"] = cl
-    elif stream:
-        raise SipParseError("Missing Content-Length on stream transport", 400, msg)
+    else:
+        msg._cl = None
+        if stream:
+            msg._reset_cache()
+            raise SipParseError("Missing Content-Length on stream transport", 400, msg)
 
     try:
         if msg.__class__ is Request:
-            _validate_request(msg, keys, values, pc)  # type: ignore[arg-type]
+            _validate_request(msg, keys, hlines)  # type: ignore[arg-type]
         else:
-            _validate_response(keys, values, pc)
+            _validate_response(msg, keys, msg._vals())
     except SipParseError as e:
         e.message = msg
         raise
@@ -984,15 +1134,6 @@ def _split_lenient(data: bytes) -> tuple[list[str], int, bool]:
     return lines, bstart, unterminated
 
 
-def _first(keys: list[str], key: str, pretty: str) -> int:
-    if key not in keys:
-        raise SipParseError(f"Missing {pretty} header")
-    i = keys.index(key)
-    if keys.count(key) > 1:
-        raise SipParseError(f"Duplicate {pretty} header")
-    return i
-
-
 _REQUIRED = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
              ("cseq", "CSeq"))
 _SINGLE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"),
@@ -1000,6 +1141,7 @@ _SINGLE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSe
 
 
 def _missing_or_duplicate(keys: list[str], required: tuple[tuple[str, str], ...]) -> None:
+    """Raise for the first missing required header or duplicated single-valued header."""
     for key, pretty in required:
         if key not in keys:
             raise SipParseError(f"Missing {pretty} header")
@@ -1008,9 +1150,9 @@ def _missing_or_duplicate(keys: list[str], required: tuple[tuple[str, str], ...]
             raise SipParseError(f"Duplicate {pretty} header")
 
 
-def _parse_vias(keys: list[str], values: list[str], first: int) -> list[Via]:
+def _parse_vias(keys: list[str], values: list[str]) -> list[Via]:
     if keys.count("via") == 1:
-        v = values[first].strip(" \t")
+        v = values[keys.index("via")].strip(" \t")
         if "," in v or not v:
             return parse_via(v)
         return [_via_one(v)]
@@ -1029,107 +1171,221 @@ def _name_addr(value: str, what: str) -> NameAddr:
     return a
 
 
-def _validate_request(
-    msg: Request, keys: list[str], values: list[str], pc: dict[str, object]
-) -> None:
-    """The checks every layer above relies on, with the tidy common forms inlined."""
-    ruri = msg._ruri
-    m = _SIP_URI_RE.fullmatch(ruri)
-    if m is not None and "[" not in ruri:
-        if m.lastindex == 7:
-            raise SipParseError("Request-URI must not carry headers")
-        msg._uri = m  # type: ignore[assignment]  # turned into a SipURI on first access
-    else:
-        try:
-            uri = parse_uri(ruri)
-        except SipParseError as e:
-            raise SipParseError(f"Bad Request-URI: {e.reason}") from None
-        if uri.__class__ is SipURI and uri.headers is not None:  # type: ignore[union-attr]
-            raise SipParseError("Request-URI must not carry headers")
-        msg._uri = uri
-    try:
-        i_via = keys.index("via")
-        i_from = keys.index("from")
-        i_to = keys.index("to")
-        i_cid = keys.index("call-id")
-        i_cseq = keys.index("cseq")
-    except ValueError:
-        _missing_or_duplicate(keys, _REQUIRED)
-        raise  # pragma: no cover - the line above always raises
+def _tidy_uri(group: str) -> str:
+    """A narrower SIP URI pattern for the one-regex check: lowercase scheme, no IPv6, port
+    as 1-5 digits (range-checked by the caller where it is captured)."""
+    return (
+        rf"{group}sips?):(?:{group}[{_USER}]++)(?::{group}[{_PASSWORD}]*+))?@)?"
+        rf"{group}[A-Za-z0-9_.\-]++)(?::{group}[0-9]{{1,5}}))?"
+        rf"{group}{URI_PARAMS_RE})(?:\?{group}[{_HDRCHAR}=&]*+))?"
+    )
+
+
+# The tidy request in one regex match: the start line and the lines of every header the
+# checks need, joined by "\n" (which no tidy line contains). Groups: method (1), R-URI (2-8),
+# top Via (9-12), CSeq number (13; its method must equal the request method), From (14-17),
+# To (18-21), Call-ID (22), Max-Forwards (23), Content-Length (24). Only the tidy common forms
+# match; anything else (IPv6, quoted-pairs, addr-spec From/To, a second Via value on the
+# line, an unknown version...) takes the general path, which accepts a superset and names the
+# defect of what it rejects.
+_NAME = rf"[{TOKEN_CHARS} \t]*+:[ \t]*+"
+# RFC 3261 word characters (Call-ID = word ["@" word]).
+_WORD = TOKEN_CHARS + r"()<>:\\\"/\[\]?{}"
+_NA_TIDY = (
+    rf'{_NAME}(?:"([^"\\\n]*+)"[ \t]*+|([{TOKEN_CHARS} \t]*+))'
+    rf"<({sip_uri_pattern('(?:', ipv6=False)})>({_TIDY_PARAMS})[ \t]*+"
+)
+_REQUEST_TIDY_RE = re.compile(
+    rf"({TOKEN}) " + _tidy_uri("(") + " SIP/2\\.0\n"
+    + rf"{_NAME}SIP/2\.0/(UDP|TCP|TLS|SCTP|WSS?) ([a-z0-9_.\-]++)(?::([0-9]{{1,5}}))?"
+    + rf"({_TIDY_PARAMS})[ \t]*+\n"
+    + rf"{_NAME}([0-9]{{1,9}}) (?P=method)[ \t]*+\n".replace("(?P=method)", "\\1")
+    + _NA_TIDY + "\n"
+    + _NA_TIDY + "\n"
+    + rf"{_NAME}([{_WORD}]++(?:@[{_WORD}]++)?)[ \t]*+\n"
+    + rf"(?:{_NAME}([0-9]{{1,3}})[ \t]*+)?\n"
+    + rf"(?:{_NAME}([0-9]{{1,7}})[ \t]*+)?"
+)
+_ = PORT_RE
+
+
+# Header layout cache: the sequence of header keys of a message -> the positions the checks
+# need. Messages from one kind of user agent share a layout, so this turns a dozen list scans
+# into one tuple hash. Bounded, so hostile input cannot grow it without limit.
+_LAYOUTS: dict[tuple[str, ...], tuple[int, ...]] = {}
+_LAYOUTS_MAX = 2048
+
+
+def _layout(keys: list[str]) -> tuple[int, ...]:
+    """(via, from, to, call-id, cseq, max-forwards, content-length) line positions for the
+    tidy request check (-1 when absent), then the number of Via lines; () when a required
+    header is missing or a single-valued one is repeated."""
+    sig = tuple(keys)
+    lay = _LAYOUTS.get(sig)
+    if lay is not None:
+        return lay
     count = keys.count
-    if count("from") != 1 or count("to") != 1 or count("call-id") != 1 or count("cseq") != 1:
-        _missing_or_duplicate(keys, _REQUIRED)
+    lay = ()
+    if (
+        "via" in keys
+        and count("from") == count("to") == count("call-id") == count("cseq") == 1
+        and count("max-forwards") <= 1
+        and count("content-length") <= 1
+    ):
+        lay = tuple(
+            keys.index(k) if k in keys else -1
+            for k in ("via", "from", "to", "call-id", "cseq", "max-forwards", "content-length")
+        ) + (count("via"),)
+    if len(_LAYOUTS) < _LAYOUTS_MAX:
+        _LAYOUTS[sig] = lay
+    return lay
 
-    # Via
-    v = values[i_via].strip(" \t")
-    if count("via") == 1 and "," not in v and (m := _VIA_FAST_RE.fullmatch(v)) is not None \
-            and "[" not in v:
-        transport, host, port, praw = m.groups()
-        via = _new(Via)
-        via.protocol = "SIP/2.0"
-        via.transport = transport
-        via.host = host
-        via.port = None if port is None else int(port)
-        via._params = None
-        via._praw = praw
-        pc["via"] = [via]
+
+def _tidy_request(
+    data: bytes,
+    n: int,
+    bstart: int,
+    start: str,
+    lines: list[str],
+    keys: list[str],
+    stream: bool,
+) -> Request | None:
+    """Parse and check a tidy request at once; None sends it down the general path."""
+    lay = _LAYOUTS.get(tuple(keys))
+    if lay is None:
+        lay = _layout(keys)
+    if not lay:
+        return None
+    i_via, i_from, i_to, i_cid, i_cseq, i_mf, i_cl, n_via = lay
+    m = _REQUEST_TIDY_RE.fullmatch("\n".join((
+        start, lines[i_via], lines[i_cseq], lines[i_from], lines[i_to], lines[i_cid],
+        "" if i_mf < 0 else lines[i_mf], "" if i_cl < 0 else lines[i_cl],
+    )))
+    if m is None:
+        return None
+    g = m.groups()
+    mf = g[22]
+    port = g[5]
+    vport = g[10]
+    cl = g[23]
+    if (
+        g[7] is not None
+        or (mf is not None and int(mf) > 255)
+        or (port is not None and len(port) == 5 and int(port) > 65535)
+        or (vport is not None and len(vport) == 5 and int(vport) > 65535)
+    ):
+        return None
+    if cl is None:
+        if i_cl >= 0 or stream:
+            return None
+        bend = n
     else:
-        pc["via"] = _parse_vias(keys, values, i_via)
-
-    # CSeq
-    parts = values[i_cseq].strip(" \t").split(" ")
-    if len(parts) == 2 and parts[1] == msg._method and len(parts[0]) < 10 \
-            and parts[0].isdigit() and parts[0].isascii():
-        pc["cseq"] = _tuple_new(CSeq, (int(parts[0]), parts[1]))
+        bend = bstart + int(cl)
+        if bend > n or (stream and bend != n):
+            return None
+    via = _new(Via)
+    via.protocol = "SIP/2.0"
+    via.transport = g[8]
+    via.host = g[9]
+    via.port = None if vport is None else int(vport)
+    via._params = None
+    via._praw = g[11]
+    if n_via == 1:
+        vias = [via]
     else:
-        cseq = parse_cseq(values[i_cseq])
-        pc["cseq"] = cseq
-        if cseq.method != msg._method:
-            raise SipParseError(
-                "CSeq method does not match request method",
-                400 if msg._method in RFC_METHODS else 501,
-            )
+        vias = [via]
+        try:
+            for k, line in zip(keys[i_via + 1 :], lines[i_via + 1 :]):
+                if k == "via":
+                    vias.extend(parse_via(_line_value(line)))
+        except SipParseError:
+            return None
+    q = _new(Request)
+    q._method = g[0]
+    q._ruri = start[len(g[0]) + 1 : -8]
+    q._uri = g[1:8]
+    q.version = "SIP/2.0"
+    q._data = data
+    q._bstart = bstart
+    q._bend = bend
+    q._keys = keys
+    q._lines = lines
+    q._dirty = False
+    q._start = start
+    q._cl = None if cl is None else bend - bstart
+    q._via = vias
+    q._cseq = _tuple_new(CSeq, (int(g[12]), g[0]))
+    a = _new(NameAddr)
+    d = g[14]
+    a.display = g[13] if d is None else (d.rstrip(" \t") or None)
+    a._uri = None
+    a._utext = g[15]
+    a._params = None
+    a._praw = g[16]
+    q._from = a
+    a = _new(NameAddr)
+    d = g[18]
+    a.display = g[17] if d is None else (d.rstrip(" \t") or None)
+    a._uri = None
+    a._utext = g[19]
+    a._params = None
+    a._praw = g[20]
+    q._to = a
+    q._cid = g[21]
+    q._mf = None if mf is None else int(mf)
+    return q
 
-    # From and To
-    for i, key, what in ((i_from, "from", "From"), (i_to, "to", "To")):
-        v = values[i].strip(" \t")
-        m = _NA_FAST_RE.fullmatch(v)
-        if m is not None and "[" not in v:
-            quoted, display, utext, praw = m.groups()
-            if quoted is not None:
-                display = quoted
-            elif display is not None and ("\t" in display or "  " in display):
-                display = " ".join(display.split())
-            a = _new(NameAddr)
-            a.display = display
-            a._uri = None
-            a._utext = utext
-            a._params = None
-            a._praw = praw
-            pc[key] = a
-        else:
-            pc[key] = _name_addr(v, what)
 
-    cid = values[i_cid].strip(" \t")
+def _validate_request(msg: Request, keys: list[str], lines: list[str]) -> None:
+    """The checks every layer above relies on (general path)."""
+    _validate_request_careful(msg, keys)
+
+
+def _validate_request_careful(msg: Request, keys: list[str]) -> None:
+    cl = msg._cl
+    msg._reset_cache()
+    msg._cl = cl
+    values = msg._vals()
+    try:
+        uri = parse_uri(msg._ruri)
+    except SipParseError as e:
+        raise SipParseError(f"Bad Request-URI: {e.reason}") from None
+    if uri.__class__ is SipURI and uri.headers is not None:  # type: ignore[union-attr]
+        raise SipParseError("Request-URI must not carry headers")
+    msg._uri = uri
+    _missing_or_duplicate(keys, _REQUIRED)
+    msg._via = _parse_vias(keys, values)
+    cseq = parse_cseq(values[keys.index("cseq")])
+    msg._cseq = cseq
+    if cseq.method != msg._method:
+        raise SipParseError(
+            "CSeq method does not match request method",
+            400 if msg._method in RFC_METHODS else 501,
+        )
+    msg._from = _name_addr(values[keys.index("from")], "From")
+    msg._to = _name_addr(values[keys.index("to")], "To")
+    cid = values[keys.index("call-id")].strip(" \t")
     if not cid or " " in cid or "\t" in cid:
         raise SipParseError("Malformed Call-ID header")
-    pc["call-id"] = cid
+    msg._cid = cid
     if "max-forwards" in keys:
-        v = values[keys.index("max-forwards")].strip(" \t")
-        if len(v) <= 3 and v.isdigit() and v.isascii() and int(v) <= 255:
-            pc["max-forwards"] = int(v)
-        else:
-            pc["max-forwards"] = parse_max_forwards(v)
-        if count("max-forwards") > 1:
-            raise SipParseError("Duplicate Max-Forwards header")
+        msg._mf = parse_max_forwards(values[keys.index("max-forwards")])
+    else:
+        msg._mf = None
 
 
-def _validate_response(keys: list[str], values: list[str], pc: dict[str, object]) -> None:
+def _validate_response(msg: Response, keys: list[str], values: list[str]) -> None:
+    cl = msg._cl
+    msg._reset_cache()
+    msg._cl = cl
     if "via" not in keys:
         raise SipParseError("Missing Via header")
-    i_cseq = _first(keys, "cseq", "CSeq")
-    pc["via"] = _parse_vias(keys, values, keys.index("via"))
-    pc["cseq"] = parse_cseq(values[i_cseq])
+    if "cseq" not in keys:
+        raise SipParseError("Missing CSeq header")
+    if keys.count("cseq") > 1:
+        raise SipParseError("Duplicate CSeq header")
+    msg._via = _parse_vias(keys, values)
+    msg._cseq = parse_cseq(values[keys.index("cseq")])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1140,7 +1396,7 @@ _COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
 
 
 def _to_has_tag(request: SipMessage, value: str) -> bool | None:
-    a = request._pc.get("to")
+    a = request._to
     if a is None:
         try:
             a = parse_name_addr(value, what="To")
@@ -1172,36 +1428,26 @@ def make_response(
     elif "\r" in reason or "\n" in reason:
         raise ValueError("reason phrase must not contain CR or LF")
     keys: list[str] = []
-    values: list[str] = []
     lines: list[str] = []
     rlines = request._lines
-    rvalues = request._values
     for i, k in enumerate(request._keys):
         if k in _COPIED:
             line = rlines[i]
-            value = rvalues[i]
             if k == "to" and to_tag is not None and status > 100:
-                if _to_has_tag(request, value) is False:
-                    tag = _wire(to_tag)
-                    line = line.rstrip(" \t") + ";tag=" + tag
-                    value = value.rstrip(" \t") + ";tag=" + tag
+                if _to_has_tag(request, _line_value(line)) is False:
+                    line = line.rstrip(" \t") + ";tag=" + _wire(to_tag)
             keys.append(k)
-            values.append(value)
             lines.append(line)
     for name, value in headers or ():
         key = _key(_check_name(name))
         if key == "content-length":
             continue
-        value = _wire(value)
         keys.append(key)
-        values.append(value)
-        lines.append(f"{name}: {value}")
+        lines.append(f"{name}: {_wire(value)}")
     if type(body) is not bytes:
         body = bytes(body)
-    cl = str(len(body))
     keys.append("content-length")
-    values.append(cl)
-    lines.append("Content-Length: " + cl)
+    lines.append(f"Content-Length: {len(body)}")
     r = _new(Response)
     r._status = status
     r._reason = reason
@@ -1213,9 +1459,10 @@ def make_response(
     r._bstart = len(data) - len(body)
     r._bend = len(data)
     r._keys = keys
-    r._values = values
+    r._values = None
     r._lines = lines
-    r._pc = {}
+    r._reset_cache()
+    r._cl = len(body)
     r._dirty = False
     r._body = body
     return r

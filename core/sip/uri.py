@@ -31,30 +31,32 @@ _HDRCHAR = _UNRESERVED + r"%\[\]/?:+$"
 # Lenient hostname (underscores are common in the wild) or an IPv6 reference; IPv6 references
 # are checked further by _check_ipv6.
 HOST_RE = r"[A-Za-z0-9_.\-]++|\[[0-9A-Fa-f:.]++\]"
-HOSTNAME_RE = r"[A-Za-z0-9_.\-]+"
+HOSTNAME_RE = r"[A-Za-z0-9_.\-]++"
 #: 0..65535 as 1 to 5 digits (leading zeros allowed), so no range check is needed after it.
 PORT_RE = (
-    r"(?:0[0-9]{4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]"
-    r"|[0-9]{1,4})"
+    r"(?:[0-9]{1,4}+|0[0-9]{4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+    r"|6553[0-5])"
 )
 URI_PARAMS_RE = rf"(?:;[{_PARAMCHAR}]++(?:=[{_PARAMCHAR}]++)?)*+"
 
 
-def sip_uri_pattern(group: str = "(", *, addr_spec: bool = False) -> str:
+def sip_uri_pattern(group: str = "(", *, addr_spec: bool = False, ipv6: bool = True) -> str:
     """The SIP/SIPS URI grammar as a regex; ``group`` opens each of its 7 groups.
 
     With ``addr_spec`` the user part excludes ``;``, ``?`` and ``,`` and there are no URI
     parameters or headers: that is the form allowed outside ``<>`` (RFC 3261 §20.10).
+    Without ``ipv6`` only hostnames and IPv4 addresses match (fast paths leave IPv6
+    references to the careful path, which validates them).
     """
     user = _USER.replace(";?", "").replace(",", "") if addr_spec else _USER
     tail = "" if addr_spec else (
         rf"{group}{URI_PARAMS_RE})"
-        rf"(?:\?{group}[{_HDRCHAR}=&]*))?"
+        rf"(?:\?{group}[{_HDRCHAR}=&]*+))?"
     )
     return (
         rf"{group}[sS][iI][pP][sS]?):"
         rf"(?:{group}[{user}]++)(?::{group}[{_PASSWORD}]*+))?@)?"
-        rf"{group}{HOST_RE})"
+        rf"{group}{HOST_RE if ipv6 else HOSTNAME_RE})"
         rf"(?::{group}{PORT_RE}))?"
         + tail
     )
@@ -334,7 +336,12 @@ def parse_uri(text: str) -> SipURI | TelURI | AbsoluteURI:
 
 def uri_from_match(m: re.Match[str]) -> SipURI:
     """Build a SipURI from a match of the SIP URI pattern (groups as in sip_uri_pattern)."""
-    scheme, user, password, host, port, praw, headers = m.groups()
+    return uri_from_groups(m.groups())
+
+
+def uri_from_groups(groups: tuple[str | None, ...]) -> SipURI:
+    """Build a SipURI from the 7 groups of :func:`sip_uri_pattern`, in order."""
+    scheme, user, password, host, port, praw, headers = groups[:7]
     u = _new(SipURI)
     u.scheme = "sip" if scheme == "sip" else scheme.lower()
     u.user = user

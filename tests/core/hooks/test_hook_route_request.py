@@ -123,6 +123,41 @@ def test_hook_route_request_awaitable_is_awaited(client_for):
         assert client.request(sip_request(srv, client)).status == 200
 
 
+class LateDecline:
+    """Looks the request up asynchronously and finds it is not its business."""
+
+    def __init__(self) -> None:
+        self.looked_up = 0
+
+    @hookimpl
+    def route_request(self, ctx):
+        async def lookup():
+            await asyncio.sleep(0.01)
+            self.looked_up += 1
+            return None  # a late decline
+
+        return lookup()
+
+
+class NextInLine:
+    @hookimpl
+    def route_request(self, ctx):
+        if ctx.msg.method == "HELLO":
+            return ctx.reply(203, "Next In Line")
+        return None
+
+
+def test_hook_route_request_awaitable_resolving_to_none_resumes_pipeline(client_for):
+    late = LateDecline()
+    with inprocess_server(plugins=[("late", late), ("next", NextInLine())]) as srv:
+        client = client_for(srv)
+        answer = client.request(sip_request(srv, client, "HELLO"))
+        assert (answer.status, answer.reason) == (203, "Next In Line")
+        # ...and past every plugin down to the core default
+        assert client.request(sip_request(srv, client)).status == 200
+        assert late.looked_up == 2
+
+
 class Explodes:
     @hookimpl
     def route_request(self, ctx):
