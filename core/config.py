@@ -158,6 +158,25 @@ class ServerConfig(Section):
         return value
 
 
+class ProxyConfig(Section):
+    """``[proxy]``: transaction timers (OpenSIPS ``tm``) and relay policy."""
+
+    t1: float = Field(default=0.5, gt=0, le=10)
+    t2: float = Field(default=4.0, gt=0, le=60)
+    t4: float = Field(default=5.0, gt=0, le=60)
+    #: Seconds to wait for any response on a branch before a local 408
+    #: (OpenSIPS ``fr_timeout``); default 64*T1 (Timer B/F).
+    fr_timeout: float | None = Field(default=None, gt=0)
+    #: Seconds an INVITE branch may ring before it is cancelled with a local
+    #: 408 (OpenSIPS ``fr_inv_timeout``; RFC 3261 Timer C).
+    fr_inv_timeout: float = Field(default=120.0, gt=0)
+    #: Relay requests for domains that are not local (an open proxy). Off:
+    #: the default script answers 403 "Relay forbidden".
+    open_proxy: bool = False
+    #: Record-Route initial INVITE/SUBSCRIBE/REFER... in the default script.
+    record_route: bool = True
+
+
 class DatabaseConfig(Section):
     """``[database]``: one SQLAlchemy URL shared by every plugin."""
 
@@ -181,6 +200,7 @@ class Config(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     mi: MIConfig = Field(default_factory=MIConfig)
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     plugins: dict[str, Any] = Field(default_factory=dict)
     source: Path | None = None  # the file it came from, None for the built-in default
 
@@ -272,15 +292,20 @@ def build_config(
     where = str(source) if source else "<built-in default>"
     base = source.parent if source else Path.cwd()
     problems: list[str] = []
-    known = {"server", "database", "mi", "plugins"}
+    known = {"server", "database", "mi", "proxy", "plugins"}
     for key in data:
         if key not in known:
             problems.append(
                 f"{where}: [{key}]: unknown section (expected one of "
-                "[server], [database], [mi], [plugins.<name>])"
+                "[server], [database], [mi], [proxy], [plugins.<name>])"
             )
     sections: dict[str, Any] = {}
-    for name, model in (("server", ServerConfig), ("database", DatabaseConfig), ("mi", MIConfig)):
+    for name, model in (
+        ("server", ServerConfig),
+        ("database", DatabaseConfig),
+        ("mi", MIConfig),
+        ("proxy", ProxyConfig),
+    ):
         value, errs = _validate(model, data.get(name, {}), name, where)
         problems += errs
         if value is not None:

@@ -23,9 +23,12 @@ import pluggy
 from sipline import __version__
 from sipline.config import Config
 from sipline.plugins import HookError, Pipeline
+from sipline.proxy import Proxy, Relayed
 from sipline.routing.actions import Drop, Redirect, Reply
 from sipline.routing.context import (
+    BranchContext,
     ErrorContext,
+    FailureContext,
     MessageContext,
     ReplyContext,
     RequestContext,
@@ -88,7 +91,9 @@ class Server:
         self._max_size = srv.max_message_size
         self._force_rport = srv.force_rport
         header = f"sipline/{__version__}" if srv.server_header is None else srv.server_header
-        self._server_header: tuple[tuple[str, str], ...] = (("Server", header),) if header else ()
+        self.server_header: tuple[tuple[str, str], ...] = (("Server", header),) if header else ()
+        self.proxy = Proxy(self)
+        self._transport_index: dict[tuple[str, bool], Transport] = {}
         self._has_message_hooks = bool(self.pipeline.impls("message_received"))
         self._refresh_capabilities()
 
@@ -206,6 +211,7 @@ class Server:
         loop = asyncio.get_running_loop()
         self.started_at = loop.time()
         self._stopping = asyncio.Event()
+        self.proxy.start(loop)
         self._collect_registries()
         for impl in reversed(self.pm.hook.startup.get_hookimpls()):
             try:
@@ -245,6 +251,7 @@ class Server:
             if ipaddress.ip_address(host).is_loopback:
                 self._local_hosts.add("localhost")
             self._local_ports.add(transport.local[1])
+            self._transport_index.setdefault((listen.transport, ":" in listen.host), transport)
         self.spawn(self._timer_loop())
         for t in self.transports:
             log.info("listening on %s:%s", t.proto, _fmt(t.local))
@@ -296,6 +303,7 @@ class Server:
     async def stop(self) -> None:
         """Stop listening, run shutdown hooks (reverse order), cancel tasks."""
         await self._stop_transports()
+        self.proxy.stop()
         for impl in self.pm.hook.shutdown.get_hookimpls():
             try:
                 result = impl.function(self) if impl.argnames else impl.function()
@@ -385,6 +393,8 @@ class Server:
 
     def _on_request(self, msg: Request, source: Source) -> None:
         self._fix_via(msg, source)
+        if self.proxy.absorb(msg, source):
+            return  # a retransmission, an ACK for a non-2xx, or a CANCEL handled
         if self._has_message_hooks:
             ctx = MessageContext(msg, source, self)
             try:
@@ -430,7 +440,7 @@ class Server:
         if inspect.isawaitable(action):
             self.spawn(self._resume("route_request", ctx, index, action, msg, source))
         elif action is not None:
-            self._execute(action, msg, source)
+            self._execute(action, msg, source, ctx)
 
     def _hook_failed(self, err: HookError, msg: Request, source: Source) -> None:
         log.error("%s", err, exc_info=err.exc)
@@ -470,23 +480,34 @@ class Server:
             if stage == "message_received":
                 self._process_request(msg, source)
             return
-        self._execute(action, msg, source)
+        self._execute(action, msg, source, ctx if type(ctx) is RequestContext else None)
 
-    def _execute(self, action: Any, msg: Request, source: Source) -> None:
+    def _execute(
+        self, action: Any, msg: Request, source: Source, ctx: RequestContext | None = None
+    ) -> None:
         cls = type(action)
-        if cls is Reply:
-            if msg.method == "ACK":
-                return  # an ACK is never answered
-            self.reply(msg, source, action.status, action.reason, action.headers, action.body)
-        elif cls is Drop:
+        if cls is Relayed:
+            if action.ok or action.error is None or not action.error.status:
+                return  # relayed, or the existing transaction answers
+            action = Reply(action.error.status, action.error.reason)
+            cls = Reply
+        if cls is Drop:
             return
+        if msg.method == "ACK":
+            return  # an ACK is never answered
+        if cls is Reply:
+            status, reason, headers, body = action.status, action.reason, action.headers, action.body
         elif cls is Redirect:
+            status, reason, body = action.status, action.reason, b""
             headers = _contact_headers(action.contacts) + action.headers
-            self.reply(msg, source, action.status, action.reason, headers)
         else:
             log.error("a route stage returned %r, which is not an action", action)
-            if msg.method != "ACK":
-                self._execute(_INTERNAL_ERROR, msg, source)
+            status, reason, headers, body = 500, "Server Internal Error", (), b""
+        rc = ctx.response_context if ctx is not None else None
+        if rc is not None:
+            rc.reply(status, reason, headers, body)  # through the server transaction
+        else:
+            self.reply(msg, source, status, reason, headers, body)
 
     def _on_response(self, msg: Response, source: Source) -> None:
         if self._has_message_hooks:
@@ -501,6 +522,8 @@ class Server:
                 return
             if action is not None:
                 return  # any action on a response means: stop here
+        if self.proxy.on_response(msg, source):
+            return  # a client transaction took it (route_reply runs from there)
         self._route_reply(msg, source)
 
     async def _resume_response(self, ctx: MessageContext, index: int, awaitable: Any) -> None:
@@ -525,19 +548,121 @@ class Server:
             if not inspect.isawaitable(action):
                 return
             awaitable = action
-        self._route_reply(ctx.msg, ctx.source)  # type: ignore[arg-type]
+        if not self.proxy.on_response(ctx.msg, ctx.source):  # type: ignore[arg-type]
+            self._route_reply(ctx.msg, ctx.source)  # type: ignore[arg-type]
 
     def _route_reply(self, msg: Response, source: Source) -> None:
+        """A response no client transaction matched: relay it statelessly if it is ours."""
+        if not self._run_each("route_reply", ReplyContext(msg, source, self)):
+            return
+        # §16.11: forwarded by Via when our Via is on top; anything else is a
+        # stray the element drops (§18.1.2).
+        self.proxy.forward_response_statelessly(msg)
+
+    def _run_each(self, stage: str, ctx: Any) -> bool:
+        """Run a non-firstresult stage; False when some implementation returned Drop."""
+        if not self.pipeline.impls(stage):
+            return True
         try:
-            results = self.pipeline.each("route_reply", ReplyContext(msg, source, self))
+            results = self.pipeline.each(stage, ctx)
         except HookError as err:
             log.error("%s", err, exc_info=err.exc)
-            return
+            return True
+        keep = True
         for _, result in results:
             if inspect.isawaitable(result):
                 self.spawn(_swallow(result))
-        # No client transaction can match yet: a stray response is absorbed
-        # (RFC 3261 §18.1.2 lets a stateless element drop what it cannot match).
+            elif type(result) is Drop:
+                keep = False
+        return keep
+
+    # ------------------------------------------------------ proxy callbacks
+    def run_route_reply(self, response: Response, branch: Any, rc: Any) -> bool:
+        """route_reply for a response a client transaction matched; False: dropped."""
+        source = self.proxy.last_source
+        return self._run_each("route_reply", ReplyContext(response, source, self, rc.ctx.msg))  # type: ignore[arg-type]
+
+    def run_route_branch(self, request: Request, branch: Any, ctx: RequestContext) -> bool:
+        """route_branch for one outgoing branch; False: the branch is dropped."""
+        return self._run_each(
+            "route_branch", BranchContext(request, branch.target, branch.index, ctx, self)
+        )
+
+    def run_failure(self, rc: Any, best: Response) -> bool:
+        """Failure handling (§16.7 step 6 with OpenSIPS ``failure_route``).
+
+        :returns: True when a handler took over (new branches or a local reply).
+        """
+        ctx: RequestContext = rc.ctx
+        fctx = FailureContext(ctx, best, self)
+        handler, ctx.failure_handler = ctx.failure_handler, None  # armed for one failure
+        index = -1
+        try:
+            result = handler(fctx) if handler is not None else None
+            if result is None:
+                index, result = self.pipeline.first_at("route_failure", fctx)
+        except HookError as err:
+            log.error("%s", err, exc_info=err.exc)
+            return False
+        except Exception:
+            log.exception("failure handler %r failed", handler)
+            return False
+        if inspect.isawaitable(result):
+            self.spawn(self._resume_failure(rc, fctx, index, result, best))
+            return True
+        return self._failure_result(rc, result)
+
+    async def _resume_failure(self, rc: Any, fctx: FailureContext, index: int, awaitable: Any, best: Response) -> None:
+        while True:
+            try:
+                result = await awaitable
+            except Exception:
+                log.exception("asynchronous failure handling failed")
+                result = None
+                break
+            if result is not None:
+                break
+            try:
+                index, result = self.pipeline.first_at("route_failure", fctx, index + 1)
+            except HookError as err:
+                log.error("%s", err, exc_info=err.exc)
+                result = None
+                break
+            if not inspect.isawaitable(result):
+                break
+            awaitable = result
+        if not self._failure_result(rc, result) and not rc.final_sent and not rc.pending():
+            rc.forward_best(best)
+
+    def _failure_result(self, rc: Any, result: Any) -> bool:
+        cls = type(result)
+        if result is None or cls is Drop:
+            return False
+        if cls is Relayed:
+            return bool(result.ok) or rc.pending()
+        if cls is Reply:
+            rc.reply(result.status, result.reason, result.headers, result.body)
+            return True
+        if cls is Redirect:
+            rc.reply(result.status, result.reason, _contact_headers(result.contacts) + result.headers)
+            return True
+        log.error("a failure handler returned %r, which is not an action", result)
+        return False
+
+    def transport_for(self, proto: str, host: str) -> Transport | None:
+        """The listener to send from, for a transport and the destination's family."""
+        return self._transport_index.get((proto, ":" in host))
+
+    def sent_by(self, transport: Transport) -> str:
+        """Our Via sent-by for ``transport`` (its listen address)."""
+        host, port = transport.local[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def record_route_value(self, transport: Transport) -> str:
+        """Our Record-Route for ``transport``: loose routing (``lr``), transport named."""
+        hostport = self.sent_by(transport)
+        param = ";transport=tcp" if transport.proto == "tcp" else ""
+        return f"<sip:{hostport}{param};lr>"
 
     # ---------------------------------------------------------------- sending
     def to_tag(self, msg: Request) -> str:
@@ -566,7 +691,7 @@ class Server:
             status,
             reason,
             to_tag=self.to_tag(msg) if status > 100 else None,
-            headers=[*headers, *self._server_header],
+            headers=[*headers, *self.server_header],
             body=body,
         )
         if to_source:

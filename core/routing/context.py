@@ -9,12 +9,13 @@ plugin registered.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from sipline.routing.actions import DROP, Drop, Redirect, Reply
 
 if TYPE_CHECKING:
+    from sipline.proxy import Relayed
     from sipline.server import Server
     from sipline.sip import Request, Response, SipParseError
     from sipline.transport.base import Source
@@ -62,9 +63,18 @@ class MessageContext(_ScriptApiMixin):
 
 
 class RequestContext(_ScriptApiMixin):
-    """Context of :func:`sipline.hooks.route_request`."""
+    """Context of :func:`sipline.hooks.route_request`: the request and its routing state.
 
-    __slots__ = ("msg", "source", "server", "flags", "vars", "_api_cache")
+    The routing state mirrors OpenSIPS pseudo-variables: ``ctx.ruri`` is
+    ``$ru`` (the received ``msg`` keeps its own Request-URI, so retransmissions
+    still match), ``ctx.dst`` is ``$du``, ``ctx.flags`` are message flags,
+    ``ctx.branch_flags`` the flags of the first branch, ``ctx.vars`` AVPs.
+    """
+
+    __slots__ = (
+        "msg", "source", "server", "flags", "vars", "dst", "rr", "branch_flags",
+        "response_context", "failure_handler", "own_route", "_ruri", "_branches", "_api_cache",
+    )
 
     def __init__(self, msg: Request, source: Source, server: Server) -> None:
         self.msg = msg
@@ -72,6 +82,17 @@ class RequestContext(_ScriptApiMixin):
         self.server = server
         self.flags: set[str] = set()
         self.vars: dict[str, Any] = {}
+        self.dst: str | None = None
+        self.rr = False
+        self.branch_flags: set[str] = set()
+        self.response_context: Any = None
+        self.failure_handler: Callable[[FailureContext], Any] | None = None
+        #: Set by :meth:`loose_route` when a Route entry naming us was consumed,
+        #: i.e. we record-routed this dialog (OpenSIPS's ``check_route_param``
+        #: spirit): an in-dialog request without one did not come through us.
+        self.own_route = False
+        self._ruri: str | None = None
+        self._branches: list[tuple[str, str | None, set[str]]] = []
 
     # -- actions -------------------------------------------------------------
     @staticmethod
@@ -81,7 +102,7 @@ class RequestContext(_ScriptApiMixin):
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
     ) -> Reply:
-        """Build a ``Reply`` action (OpenSIPS ``sl_send_reply``)."""
+        """Build a ``Reply`` action (OpenSIPS ``sl_send_reply`` / ``t_reply``)."""
         return Reply(status, reason, tuple(headers), body)
 
     @staticmethod
@@ -94,15 +115,151 @@ class RequestContext(_ScriptApiMixin):
         """Build a ``Drop`` action: no answer, nothing forwarded."""
         return DROP
 
+    def relay(self, *targets: str, dst: str | None = None) -> Relayed:
+        """Relay statefully (OpenSIPS ``t_relay``) and report what happened.
+
+        Without ``targets`` the branches are the current R-URI (``ctx.ruri``,
+        sent to ``ctx.dst`` when set) plus every ``append_branch``; with
+        ``targets`` exactly those URIs (parallel forking), each sent to
+        ``dst`` when given. Returns a :class:`~sipline.proxy.Relayed` that is
+        falsy on failure, with ``.error`` telling why (no target, bad
+        target, loop, send failure, transaction exists); return it from the
+        stage and the core answers a failure with the matching status.
+        """
+        if targets:
+            branches = [(t, dst, set(self.branch_flags)) for t in targets]
+        else:
+            branches = [(self.ruri, dst or self.dst, self.branch_flags), *self._branches]
+        return self.server.proxy.relay(self, branches)
+
+    def forward(self, dst: str | None = None) -> Relayed:
+        """Relay statelessly (OpenSIPS ``forward``): no transaction, one branch."""
+        return self.server.proxy.relay(
+            self, [(self.ruri, dst or self.dst, self.branch_flags)], stateless=True
+        )
+
+    def on_failure(self, handler: Callable[[FailureContext], Any] | None) -> None:
+        """Arm ``handler(fctx)`` to run when every branch failed (``t_on_failure``).
+
+        It runs before the ``route_failure`` hooks and returns what they
+        return: ``None`` (relay the best response upstream), a new relay
+        (serial forking), a reply, or an awaitable of one.
+        """
+        self.failure_handler = handler
+
+    # -- routing state -------------------------------------------------------
+    @property
+    def ruri(self) -> str:
+        """The Request-URI the request will be relayed to (``$ru``)."""
+        return self._ruri if self._ruri is not None else self.msg.raw_uri
+
+    def set_ruri(self, uri: object) -> None:
+        """Rewrite the Request-URI of the relayed request (``$ru = ...``)."""
+        from sipline.sip import parse_uri
+
+        text = str(uri)
+        parse_uri(text)  # raises SipParseError for a malformed URI
+        self._ruri = text
+
+    def set_dst(self, uri: str | None) -> None:
+        """Send to ``uri`` regardless of R-URI and Route (``$du``); None resets."""
+        if uri is not None:
+            from sipline.sip import parse_uri
+
+            parse_uri(uri)
+        self.dst = uri
+
+    def append_branch(
+        self, uri: str | None = None, dst: str | None = None, flags: Iterable[str] = ()
+    ) -> None:
+        """Add a parallel branch (``append_branch``); default: the current R-URI."""
+        self._branches.append((uri or self.ruri, dst, set(flags)))
+
+    @property
+    def branches(self) -> list[tuple[str, str | None, set[str]]]:
+        """The extra branches added with :meth:`append_branch`."""
+        return self._branches
+
+    def record_route(self) -> None:
+        """Add Record-Route with ``lr`` to the relayed request (two when switching sides)."""
+        self.rr = True
+
+    def has_to_tag(self) -> bool:
+        """True for in-dialog requests (``has_totag``)."""
+        return bool(self.msg.to.tag)
+
+    def loose_route(self) -> bool:
+        """Process Route headers as RFC 3261 §16.4 says (OpenSIPS ``loose_route``).
+
+        Removes the top Route entries that name this server, and undoes a
+        strict router's rewriting (an R-URI that is one of our Record-Route
+        URIs is replaced by the last Route). True when the request carried a
+        Route set, that is, it is routed by Route rather than by R-URI.
+        """
+        msg = self.msg
+        server = self.server
+        had_routes = msg.has("route")
+        uri = msg.uri
+        host = getattr(uri, "host", None)
+        if (
+            host is not None
+            and getattr(uri, "user", None) is None
+            and "lr" in uri.params  # type: ignore[union-attr]
+            and server.is_local(host, getattr(uri, "port", None) or 5060)
+            and had_routes
+        ):
+            values = msg.get_list("route")
+            msg.remove_header("route")
+            for v in values[:-1]:
+                msg.add_header("Route", v)
+            last = values[-1].strip()
+            self._ruri = last[1:last.index(">")] if last.startswith("<") else last
+            self.own_route = True
+            return True
+        if not had_routes:
+            return False
+        values = msg.get_list("route")
+        routes = msg.routes
+        keep = 0
+        for r in routes:
+            u = r.uri
+            h = getattr(u, "host", None)
+            if h is not None and server.is_local(h, getattr(u, "port", None) or 5060):
+                keep += 1
+            else:
+                break
+        if keep:
+            msg.remove_header("route")
+            for v in values[keep:]:
+                msg.add_header("Route", v)
+            self.own_route = True
+        return True
+
+    # -- headers (convenience over ctx.msg) ----------------------------------
+    def add_header(self, name: str, value: str, *, first: bool = False) -> None:
+        """Add a header to the request (``append_hf``/``insert_hf``)."""
+        self.msg.add_header(name, value, first=first)
+
+    def remove_header(self, name: str) -> int:
+        """Remove every header ``name`` (``remove_hf``); returns how many."""
+        return self.msg.remove_header(name)
+
+    def set_header(self, name: str, value: str) -> None:
+        """Replace header ``name`` (or add it)."""
+        self.msg.set_header(name, value)
+
     # -- tests -----------------------------------------------------------------
     def is_myself(self, target: object = None) -> bool:
-        """True when ``target`` (a URI, or the request URI by default) is local.
+        """True when ``target`` (a URI, or the current R-URI by default) is local.
 
         Local means a host listed in ``[server] domains`` or one of the
         addresses sipline listens on, with a matching port when a port is
         given (OpenSIPS ``is_myself`` / Kamailio ``myself``).
         """
-        uri = self.msg.uri if target is None else target
+        if target is None:
+            uri: Any = self.msg.uri if self._ruri is None else self._ruri
+        else:
+            uri = target
         if isinstance(uri, str):
             from sipline.sip import parse_uri
 
@@ -148,7 +305,13 @@ class BranchContext(_ScriptApiMixin):
 
 
 class FailureContext(_ScriptApiMixin):
-    """Context of :func:`sipline.hooks.route_failure`: all branches failed."""
+    """Context of :func:`sipline.hooks.route_failure`: all branches failed.
+
+    ``ctx.request`` is the request's context (change ``ruri``/``dst``, arm
+    another ``on_failure``) and ``ctx.response`` the best final response so
+    far. ``ctx.relay(...)`` adds new branches to the same transaction (serial
+    forking); ``ctx.reply(...)`` answers upstream instead of that response.
+    """
 
     __slots__ = ("request", "response", "server", "_api_cache")
 
@@ -156,6 +319,23 @@ class FailureContext(_ScriptApiMixin):
         self.request = request
         self.response = response
         self.server = server
+
+    def relay(self, *targets: str, dst: str | None = None) -> Relayed:
+        """Try more targets in the same transaction (``t_relay`` in a failure route)."""
+        req = self.request
+        if targets:
+            return req.relay(*targets, dst=dst)
+        return self.server.proxy.relay(req, [(req.ruri, dst or req.dst, req.branch_flags)])
+
+    @staticmethod
+    def reply(
+        status: int,
+        reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> Reply:
+        """Answer upstream with a local response instead of the best one."""
+        return Reply(status, reason, tuple(headers), body)
 
 
 class LocalContext(_ScriptApiMixin):

@@ -554,14 +554,15 @@ class SipMessage:
 
     def push_via(self, via: Via | str) -> None:
         """Add a new top Via (a line of its own, above the existing Via lines)."""
-        if via.__class__ is str:
+        if via.__class__ is str and via.isascii() and via.isprintable():  # type: ignore
             value: str = via  # type: ignore[assignment]
-            if "\r" in value or "\n" in value or not value.isascii():
-                value = _wire(value)
         else:
             value = _wire(str(via))
         keys = self._keys
-        i = keys.index("via") if "via" in keys else 0
+        try:
+            i = keys.index("via")
+        except ValueError:
+            i = 0
         line = "Via: " + value
         keys.insert(i, "via")
         self._lines.insert(i, line)
@@ -976,14 +977,88 @@ def parse_message(
         if key is None or not colon:
             break
         kappend(key)
-    if (
-        key is not None
-        and dirty is False
-        and len(keys) == len(hlines)
-        and start[:4] != "SIP/"
-        and (msg := _tidy_request(data, n, bstart, start, hlines, keys, stream)) is not None
-    ):
-        return msg
+    if key is not None and dirty is False and len(keys) == len(hlines) and start[:4] != "SIP/":
+        # The tidy request: everything checked by one regex match (see _REQUEST_TIDY_RE).
+        # Any surprise falls through to the general path below.
+        lay = _LAYOUTS.get(tuple(keys))
+        if lay is None:
+            lay = _layout(keys)
+        if lay:
+            i_via, i_from, i_to, i_cid, i_cseq, i_mf, i_cl, n_via = lay
+            m = _REQUEST_TIDY_RE.fullmatch("\n".join((
+                start, hlines[i_via], hlines[i_cseq], hlines[i_from], hlines[i_to],
+                hlines[i_cid], "" if i_mf < 0 else hlines[i_mf],
+                "" if i_cl < 0 else hlines[i_cl],
+            )))
+            if m is not None:
+                g = m.groups()
+                mf = g[23]
+                port = g[6]
+                vport = g[11]
+                cl = g[24]
+                if cl is None:
+                    bend = -1 if i_cl >= 0 or stream else n
+                else:
+                    bend = bstart + int(cl)
+                    if bend > n or (stream and bend != n):
+                        bend = -1
+                if not (
+                    bend < 0
+                    or g[8] is not None
+                    or (mf is not None and int(mf) > 255)
+                    or (port is not None and len(port) == 5 and int(port) > 65535)
+                    or (vport is not None and len(vport) == 5 and int(vport) > 65535)
+                ):
+                    via = _new(Via)
+                    via.protocol = "SIP/2.0"
+                    via.transport = g[9]
+                    via.host = g[10]
+                    via.port = None if vport is None else int(vport)
+                    via._params = None
+                    via._praw = g[12]
+                    vias: list[Via] | None = [via]
+                    if n_via != 1:
+                        try:
+                            for k, line in zip(keys[i_via + 1 :], hlines[i_via + 1 :]):
+                                if k == "via":
+                                    vias.extend(parse_via(_line_value(line)))  # type: ignore
+                        except SipParseError:
+                            vias = None
+                    if vias is not None:
+                        q = _new(Request)
+                        q._method = g[0]
+                        q._ruri = g[1]
+                        q._uri = g[2:9]
+                        q.version = "SIP/2.0"
+                        q._data = data
+                        q._bstart = bstart
+                        q._bend = bend
+                        q._keys = keys
+                        q._lines = hlines
+                        q._dirty = False
+                        q._start = start
+                        q._cl = None if cl is None else bend - bstart
+                        q._via = vias
+                        q._cseq = _tuple_new(CSeq, (int(g[13]), g[0]))
+                        a = _new(NameAddr)
+                        d = g[14]
+                        a.display = g[15] if d is None else d
+                        a._uri = None
+                        a._utext = g[16]
+                        a._params = None
+                        a._praw = g[17]
+                        q._from = a
+                        a = _new(NameAddr)
+                        d = g[18]
+                        a.display = g[19] if d is None else d
+                        a._uri = None
+                        a._utext = g[20]
+                        a._params = None
+                        a._praw = g[21]
+                        q._to = a
+                        q._cid = g[22]
+                        q._mf = None if mf is None else int(mf)
+                        return q
     header_error: SipParseError | None = None
     if key is None or len(keys) != len(hlines):
         try:
@@ -1182,9 +1257,9 @@ def _tidy_uri(group: str) -> str:
 
 
 # The tidy request in one regex match: the start line and the lines of every header the
-# checks need, joined by "\n" (which no tidy line contains). Groups: method (1), R-URI (2-8),
-# top Via (9-12), CSeq number (13; its method must equal the request method), From (14-17),
-# To (18-21), Call-ID (22), Max-Forwards (23), Content-Length (24). Only the tidy common forms
+# checks need, joined by "\n" (which no tidy line contains). Groups: method (1), R-URI (2,
+# its parts 3-9), top Via (10-13), CSeq number (14; its method must equal the request method),
+# From (15-18), To (19-22), Call-ID (23), Max-Forwards (24), Content-Length (25). Only the tidy common forms
 # match; anything else (IPv6, quoted-pairs, addr-spec From/To, a second Via value on the
 # line, an unknown version...) takes the general path, which accepts a superset and names the
 # defect of what it rejects.
@@ -1192,14 +1267,14 @@ _NAME = rf"[{TOKEN_CHARS} \t]*+:[ \t]*+"
 # RFC 3261 word characters (Call-ID = word ["@" word]).
 _WORD = TOKEN_CHARS + r"()<>:\\\"/\[\]?{}"
 _NA_TIDY = (
-    rf'{_NAME}(?:"([^"\\\n]*+)"[ \t]*+|([{TOKEN_CHARS} \t]*+))'
+    rf'{_NAME}(?:"([^"\\\n]*+)"|({TOKEN}(?: {TOKEN})*+))?[ \t]*+'
     rf"<({sip_uri_pattern('(?:', ipv6=False)})>({_TIDY_PARAMS})[ \t]*+"
 )
 _REQUEST_TIDY_RE = re.compile(
-    rf"({TOKEN}) " + _tidy_uri("(") + " SIP/2\\.0\n"
+    rf"({TOKEN}) (" + _tidy_uri("(") + ") SIP/2\\.0\n"
     + rf"{_NAME}SIP/2\.0/(UDP|TCP|TLS|SCTP|WSS?) ([a-z0-9_.\-]++)(?::([0-9]{{1,5}}))?"
     + rf"({_TIDY_PARAMS})[ \t]*+\n"
-    + rf"{_NAME}([0-9]{{1,9}}) (?P=method)[ \t]*+\n".replace("(?P=method)", "\\1")
+    + rf"{_NAME}([0-9]{{1,9}}) \1[ \t]*+\n"
     + _NA_TIDY + "\n"
     + _NA_TIDY + "\n"
     + rf"{_NAME}([{_WORD}]++(?:@[{_WORD}]++)?)[ \t]*+\n"
@@ -1239,101 +1314,6 @@ def _layout(keys: list[str]) -> tuple[int, ...]:
     if len(_LAYOUTS) < _LAYOUTS_MAX:
         _LAYOUTS[sig] = lay
     return lay
-
-
-def _tidy_request(
-    data: bytes,
-    n: int,
-    bstart: int,
-    start: str,
-    lines: list[str],
-    keys: list[str],
-    stream: bool,
-) -> Request | None:
-    """Parse and check a tidy request at once; None sends it down the general path."""
-    lay = _LAYOUTS.get(tuple(keys))
-    if lay is None:
-        lay = _layout(keys)
-    if not lay:
-        return None
-    i_via, i_from, i_to, i_cid, i_cseq, i_mf, i_cl, n_via = lay
-    m = _REQUEST_TIDY_RE.fullmatch("\n".join((
-        start, lines[i_via], lines[i_cseq], lines[i_from], lines[i_to], lines[i_cid],
-        "" if i_mf < 0 else lines[i_mf], "" if i_cl < 0 else lines[i_cl],
-    )))
-    if m is None:
-        return None
-    g = m.groups()
-    mf = g[22]
-    port = g[5]
-    vport = g[10]
-    cl = g[23]
-    if (
-        g[7] is not None
-        or (mf is not None and int(mf) > 255)
-        or (port is not None and len(port) == 5 and int(port) > 65535)
-        or (vport is not None and len(vport) == 5 and int(vport) > 65535)
-    ):
-        return None
-    if cl is None:
-        if i_cl >= 0 or stream:
-            return None
-        bend = n
-    else:
-        bend = bstart + int(cl)
-        if bend > n or (stream and bend != n):
-            return None
-    via = _new(Via)
-    via.protocol = "SIP/2.0"
-    via.transport = g[8]
-    via.host = g[9]
-    via.port = None if vport is None else int(vport)
-    via._params = None
-    via._praw = g[11]
-    if n_via == 1:
-        vias = [via]
-    else:
-        vias = [via]
-        try:
-            for k, line in zip(keys[i_via + 1 :], lines[i_via + 1 :]):
-                if k == "via":
-                    vias.extend(parse_via(_line_value(line)))
-        except SipParseError:
-            return None
-    q = _new(Request)
-    q._method = g[0]
-    q._ruri = start[len(g[0]) + 1 : -8]
-    q._uri = g[1:8]
-    q.version = "SIP/2.0"
-    q._data = data
-    q._bstart = bstart
-    q._bend = bend
-    q._keys = keys
-    q._lines = lines
-    q._dirty = False
-    q._start = start
-    q._cl = None if cl is None else bend - bstart
-    q._via = vias
-    q._cseq = _tuple_new(CSeq, (int(g[12]), g[0]))
-    a = _new(NameAddr)
-    d = g[14]
-    a.display = g[13] if d is None else (d.rstrip(" \t") or None)
-    a._uri = None
-    a._utext = g[15]
-    a._params = None
-    a._praw = g[16]
-    q._from = a
-    a = _new(NameAddr)
-    d = g[18]
-    a.display = g[17] if d is None else (d.rstrip(" \t") or None)
-    a._uri = None
-    a._utext = g[19]
-    a._params = None
-    a._praw = g[20]
-    q._to = a
-    q._cid = g[21]
-    q._mf = None if mf is None else int(mf)
-    return q
 
 
 def _validate_request(msg: Request, keys: list[str], lines: list[str]) -> None:

@@ -116,9 +116,10 @@ def test_options_to_a_user_is_not_found(client):
     assert resp.status == 404
 
 
-def test_invite_for_unknown_domain_is_not_found(client):
+def test_invite_for_foreign_domain_is_relay_forbidden(client):
     c = client()
-    assert c.request(request(c, "INVITE", "sip:carol@elsewhere.example")).status == 404
+    resp = c.request(request(c, "INVITE", "sip:carol@elsewhere.example"))
+    assert (resp.status, resp.reason) == (403, "Relay forbidden")
 
 
 def test_bad_version_is_505(client):

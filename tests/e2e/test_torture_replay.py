@@ -32,26 +32,28 @@ def corpus_dir() -> Path | None:
 
 
 CORPUS = corpus_dir()
-NOT_FOUND = 404
+# None of the corpus' targets is local and the server is not an open proxy:
+# out-of-dialog requests get 403 "Relay forbidden", in-dialog ones 404.
+NOT_FOUND = {403, 404}
 SILENT = None
 
 # What the core alone (no plugins, nothing local but 127.0.0.1) must answer to
 # each file sent as one UDP datagram: a status, a set of acceptable statuses,
 # or SILENT (dropped). From INDEX.md of the corpus and RFC 4475/5118.
 EXPECTED: dict[str, object] = {
-    # 3.1.1 valid: processed normally (none of these targets is local -> 404)
-    "wsinv": NOT_FOUND, "intmeth": 501, "esc01": NOT_FOUND, "escnull": NOT_FOUND,
-    "esc02": 501, "lwsdisp": NOT_FOUND, "longreq": NOT_FOUND, "dblreq": NOT_FOUND,
+    # 3.1.1 valid: processed normally (none of these targets is local)
+    "wsinv": NOT_FOUND, "intmeth": {501, 403}, "esc01": NOT_FOUND, "escnull": NOT_FOUND,
+    "esc02": {501, 403}, "lwsdisp": NOT_FOUND, "longreq": NOT_FOUND, "dblreq": NOT_FOUND,
     "semiuri": NOT_FOUND, "transports": NOT_FOUND, "mpart01": NOT_FOUND,
     "unreason": SILENT, "noreason": SILENT,
     # 3.1.2 invalid
     "badinv01": 400, "clerr": 400, "ncl": 400, "scalar02": 400, "scalarlg": SILENT,
     "quotbal": 400, "ltgtruri": 400, "lwsruri": 400, "lwsstart": 400, "trws": 400,
-    "escruri": 400, "baddate": NOT_FOUND, "regbadct": {400, NOT_FOUND}, "badaspec": 400,
+    "escruri": 400, "baddate": NOT_FOUND, "regbadct": {400, *NOT_FOUND}, "badaspec": 400,
     "baddn": {400, SILENT}, "badvers": 505, "mismatch01": 400, "mismatch02": {501, 400},
     "bigcode": SILENT,
     # 3.2 transaction layer
-    "badbranch": {NOT_FOUND, 400},
+    "badbranch": {*NOT_FOUND, 400},
     # 3.3 application layer
     "insuf": 400, "unkscm": 416, "novelsc": 416, "unksm2": NOT_FOUND, "bext01": 420,
     "invut": NOT_FOUND, "regaut01": NOT_FOUND, "multi01": 400, "mcl01": 400, "bcast": SILENT,
@@ -66,7 +68,7 @@ EXPECTED: dict[str, object] = {
     "port-unambiguous": NOT_FOUND, "via-received-param-with-delim": NOT_FOUND,
     "via-received-param-no-delim": NOT_FOUND, "ipv6-in-sdp": NOT_FOUND,
     "mult-ip-in-header": NOT_FOUND, "mult-ip-in-sdp": NOT_FOUND, "ipv4-mapped-ipv6": NOT_FOUND,
-    "ipv6-bug-abnf-3-colons": {NOT_FOUND, 400}, "ipv6-correct-abnf-2-colons": NOT_FOUND,
+    "ipv6-bug-abnf-3-colons": {*NOT_FOUND, 400}, "ipv6-correct-abnf-2-colons": NOT_FOUND,
 }
 
 # Over TCP the framing tests behave differently (RFC 4475 §3.1.2.2, §3.1.2.3, §3.3.9):
@@ -148,6 +150,8 @@ def test_udp(server, path):
         client.send(path.read_bytes())
         try:
             reply = client.recv(0.6)
+            while status_of(reply) < 200:  # 100 Trying for an INVITE the proxy took
+                reply = client.recv(0.6)
             got: object = status_of(reply)
             assert reply.split(b"\r\n", 1)[0].split(b" ", 2)[2].strip(), "reason phrase"
             # exactly one answer (dblreq: the trailing INVITE is not processed)
@@ -166,7 +170,10 @@ def test_tcp(server, path):
     try:
         client.send(path.read_bytes())
         try:
-            got: object = status_of(client.recv(0.6))
+            reply = client.recv(0.6)
+            while status_of(reply) < 200:
+                reply = client.recv(0.6)
+            got: object = status_of(reply)
         except (TimeoutError, socket.timeout):
             got = SILENT
         except (ConnectionError, OSError):
