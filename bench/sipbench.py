@@ -1084,8 +1084,6 @@ def main(argv: list[str] | None = None) -> int:
                           max_calls=args.max_calls, local_port=args.local_port,
                           uas_port=args.uas_port, pause_ms=args.pause_ms,
                           keep_going=args.keep_going, keep_traces=args.keep_traces)
-        for w in sweep.warnings:
-            print(f"warning: {w}")
         if args.json:
             write_json(args.json, {"machine": info, "sweeps": [sweep]})
     finally:

@@ -73,11 +73,19 @@ async def serve(config: Config, pm: pluggy.PluginManager, *, reuse_port: bool = 
         return EXIT_STARTUP
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, _reload, server)
     log.info("sipline ready (pid %d)", os.getpid())
     await server.wait_stopped()
     log.info("shutting down")
     await server.stop()
     return EXIT_OK
+
+
+def _reload(server: Server) -> None:
+    try:
+        server.reload_script()
+    except (ScriptError, PluginError) as exc:
+        log.error("routing script not reloaded, the previous one stays active: %s", exc)
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -100,8 +108,8 @@ def run(config: Config, pm: pluggy.PluginManager) -> int:
     for index in range(workers):
         pid = os.fork()
         if pid == 0:  # worker
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
             os._exit(_run_loop(serve(config, pm, reuse_port=True)))
         children[pid] = index
     log.info("started %d workers: %s", workers, ", ".join(map(str, children)))
@@ -115,6 +123,7 @@ def run(config: Config, pm: pluggy.PluginManager) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)  # script reload in every worker
     status = EXIT_OK
     while children:
         try:

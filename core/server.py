@@ -284,6 +284,33 @@ class Server:
         finally:
             self._timer_busy.discard(name)
 
+    def reload_script(self) -> None:
+        """Swap in a fresh copy of the routing script (MI ``reload_routes``, SIGHUP).
+
+        Transactions in progress keep running: they hold their own state, and
+        a failure handler already armed stays the old function. A script
+        that fails to load raises :class:`ScriptError` and the old one stays.
+        """
+        from sipline.plugins import register
+        from sipline.routing.script import ScriptError, load_script
+
+        path = self.config.server.script
+        if path is None:
+            raise ScriptError("no routing script is configured ([server] script)")
+        new = load_script(path)
+        old = self.pm.get_plugin("script")
+        if old is not None:
+            self.pm.unregister(name="script")
+        try:
+            register(self.pm, new, "script")
+        except Exception:
+            if old is not None:
+                self.pm.register(old, name="script")
+            raise
+        self.pipeline.refresh()
+        self._has_message_hooks = bool(self.pipeline.impls("message_received"))
+        log.info("routing script %s reloaded", path)
+
     def request_stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()

@@ -140,3 +140,54 @@ def test_run_with_script_and_workers(tmp_path):
         assert len(child_pids(proc.proc.pid)) == 2
     finally:
         assert proc.stop() == 0, proc.log()
+
+
+def test_sighup_reloads_the_routing_script(tmp_path):
+    import signal as _signal
+    import time
+
+    port = free_port()
+    script = tmp_path / "routes.py"
+
+    def version(tag: str) -> str:
+        return (
+            "def route_request(ctx):\n"
+            "    if getattr(ctx.msg.uri, 'user', None) == 'ver':\n"
+            f"        return ctx.reply(200, {tag!r})\n"
+        )
+
+    script.write_text(version("v1"))
+    config = f'[server]\nlisten = ["udp:127.0.0.1:{port}"]\nscript = "{script}"\n'
+    proc = ServerProcess(config, tmp_path).start(probe=("127.0.0.1", port))
+
+    def ask() -> str:
+        c = SipClient(("127.0.0.1", port))
+        try:
+            return c.request(options_request(f"127.0.0.1:{port}", local=c.local_hostport,
+                                             ruri=f"sip:ver@127.0.0.1:{port}")).reason
+        finally:
+            c.close()
+
+    def wait_for(reason: str) -> str:
+        deadline = time.monotonic() + 10
+        got = ask()
+        while got != reason and time.monotonic() < deadline:
+            time.sleep(0.05)
+            got = ask()
+        return got
+
+    try:
+        assert ask() == "v1"
+        script.write_text(version("v2"))
+        proc.proc.send_signal(_signal.SIGHUP)
+        assert wait_for("v2") == "v2"
+        script.write_text("def route_request(ctx)\n    pass\n")  # syntax error
+        proc.proc.send_signal(_signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "not reloaded" not in proc.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "routing script not reloaded" in proc.log()
+        assert "syntax error" in proc.log()
+        assert ask() == "v2"
+    finally:
+        assert proc.stop() == 0, proc.log()
