@@ -7,16 +7,17 @@ import re
 from .errors import SipParseError
 from .headers import MAX_CONTENT_LENGTH, parse_uint
 
-__all__ = ["StreamFramer", "KEEPALIVE_PING", "KEEPALIVE_PONG"]
+__all__ = ["KEEPALIVE_PING", "KEEPALIVE_PONG", "StreamFramer"]
 
 #: RFC 5626 keep-alive: a client sends a double CRLF, the server answers a single CRLF.
 KEEPALIVE_PING = b"\r\n\r\n"
 KEEPALIVE_PONG = b"\r\n"
 
 _HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
-# Content-Length lines (long or compact form) at the start of a header line.
-_CL_RE = re.compile(rb"\n[ \t]*(?:[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Ll][Ee][Nn][Gg][Tt][Hh]|[lL])"
-                    rb"[ \t]*:[ \t]*([^\r\n]*)")
+# Content-Length lines (long or compact form). The name starts its line: a line starting with
+# whitespace continues the previous header and is never a Content-Length.
+_CL_RE = re.compile(rb"\n(?:[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Ll][Ee][Nn][Gg][Tt][Hh]|[lL])"
+                    rb"[ \t]*+:[ \t]*+([^\r\n]*+)")
 
 
 class StreamFramer:
@@ -28,66 +29,85 @@ class StreamFramer:
 
     Framing errors (missing, negative, non-numeric or conflicting Content-Length; headers or
     a message larger than ``max_size``) raise :class:`SipParseError`: the stream cannot be
-    resynchronised, so the transport closes the connection. The framer is unusable afterwards.
+    resynchronised, so the transport closes the connection. The framer is unusable afterwards
+    (every later call raises the same error). Messages completed in the same call before the
+    bad one are returned first, and the error is raised by the next call; ``error`` shows it
+    at once.
     """
 
-    __slots__ = ("max_size", "_buf", "_failed")
+    __slots__ = ("_buf", "_error", "_need", "_scan", "max_size")
 
     def __init__(self, max_size: int = 65535) -> None:
         self.max_size = max_size
         self._buf = bytearray()
-        self._failed = False
+        self._error: SipParseError | None = None
+        # Where to resume looking for the end of the headers, and the total size of the
+        # message being received once its headers are known: trickled input (one byte per
+        # read) costs linear, not quadratic, time.
+        self._scan = 0
+        self._need = -1
 
     @property
     def buffered(self) -> int:
         """How many bytes are waiting for the rest of their message."""
         return len(self._buf)
 
+    @property
+    def error(self) -> SipParseError | None:
+        """The framing error that broke the stream, if any: the transport should close."""
+        return self._error
+
     def feed(self, data: bytes) -> list[bytes]:
-        if self._failed:
-            raise SipParseError("Stream framing already failed")
+        """Add received bytes; return the messages (and keep-alive pings) now complete.
+
+        :raises SipParseError: when the framing is lost. Messages framed earlier in the same
+            call are still returned, and the error is raised by the next call instead.
+        """
+        if self._error is not None:
+            raise self._error
         buf = self._buf
         buf += data
         out: list[bytes] = []
         try:
             while buf:
-                # Skip CRLFs between messages; a double CRLF is a keep-alive ping.
-                if buf[0] in (13, 10):
-                    if buf[:4] == KEEPALIVE_PING:
-                        out.append(KEEPALIVE_PING)
-                        del buf[:4]
+                need = self._need
+                if need < 0:
+                    # Skip CRLFs between messages; a double CRLF is a keep-alive ping.
+                    if buf[0] in (13, 10):
+                        if buf[:4] == KEEPALIVE_PING:
+                            out.append(KEEPALIVE_PING)
+                            del buf[:4]
+                            continue
+                        if len(buf) < 4 and KEEPALIVE_PING.startswith(bytes(buf)):
+                            break  # maybe the start of a ping: wait for more
+                        del buf[: 2 if buf[:2] == b"\r\n" else 1]
                         continue
-                    if len(buf) < 4 and KEEPALIVE_PING.startswith(bytes(buf)):
-                        break  # maybe the start of a ping: wait for more
-                    del buf[: 2 if buf[:2] == b"\r\n" else 1]
-                    continue
-                end = buf.find(b"\r\n\r\n")
-                if end >= 0:
-                    hend = end + 4
-                    if b"\n\n" in buf[:hend]:
-                        m = _HEADER_END_RE.search(buf)
-                        assert m is not None
-                        end, hend = m.start(), m.end()
-                else:
-                    m = _HEADER_END_RE.search(buf)
+                    m = _HEADER_END_RE.search(buf, self._scan)
                     if m is None:
                         if len(buf) > self.max_size:
                             raise SipParseError("Message headers too large", 513)
+                        self._scan = max(0, len(buf) - 3)
                         break
                     end, hend = m.start(), m.end()
-                if hend > self.max_size:
-                    raise SipParseError("Message headers too large", 513)
-                cl = self._content_length(bytes(buf[:end]))
-                total = hend + cl
-                if total > self.max_size:
-                    raise SipParseError("Message too large", 513)
-                if len(buf) < total:
+                    if hend > self.max_size:
+                        raise SipParseError("Message headers too large", 513)
+                    need = hend + self._content_length(bytes(buf[:end]))
+                    if need > self.max_size:
+                        raise SipParseError("Message too large", 513)
+                    self._need = need
+                if len(buf) < need:
                     break
-                out.append(bytes(buf[:total]))
-                del buf[:total]
-        except SipParseError:
-            self._failed = True
+                out.append(bytes(buf[:need]))
+                del buf[:need]
+                self._need = -1
+                self._scan = 0
+        except SipParseError as e:
+            self._error = e
             buf.clear()
+            if out:
+                # Deliver the messages framed before the bad one; the error is raised by the
+                # next call (and is visible as ``error`` at once).
+                return out
             raise
         return out
 

@@ -12,30 +12,40 @@ import re
 from typing import NamedTuple
 
 from .errors import SipParseError
-from .uri import HOST_RE, PORT_RE, AbsoluteURI, SipURI, TelURI, _check_ipv6, parse_uri, sip_uri_pattern
+from .uri import (
+    HOST_RE,
+    PORT_RE,
+    AbsoluteURI,
+    SipURI,
+    TelURI,
+    _check_ipv6,
+    parse_uri,
+    sip_uri_pattern,
+)
 
 __all__ = [
     "COMPACT_FORMS",
-    "canonical_name",
-    "is_token",
-    "split_comma",
-    "parse_params",
-    "format_params",
-    "unquote",
-    "quote",
-    "Via",
-    "parse_via",
+    "CSeq",
     "NameAddr",
+    "Via",
+    "canonical_name",
+    "format_params",
+    "is_token",
+    "parse_content_length",
+    "parse_cseq",
+    "parse_expires",
+    "parse_max_forwards",
     "parse_name_addr",
     "parse_name_addr_list",
-    "CSeq",
-    "parse_cseq",
-    "parse_uint",
-    "parse_max_forwards",
-    "parse_content_length",
-    "parse_expires",
+    "parse_params",
     "parse_token_list",
+    "parse_uint",
+    "parse_via",
+    "quote",
+    "split_comma",
     "text_from_wire",
+    "text_to_wire",
+    "unquote",
 ]
 
 TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
@@ -44,8 +54,8 @@ _TOKEN_RE = re.compile(TOKEN)
 # A generic-param value: token / host (IPv4, hostname, IPv6 with or without brackets).
 _GVALUE = rf"[{TOKEN_CHARS}:\[\]]++"
 _QUOTED = r'"(?:[^"\\]++|\\.)*+"'
-_QUOTED_RE = re.compile(_QUOTED, re.S)
-_QPAIR_RE = re.compile(r"\\(.)", re.S)
+_QUOTED_RE = re.compile(_QUOTED, re.DOTALL)
+_QPAIR_RE = re.compile(r"\\(.)", re.DOTALL)
 
 #: Compact header forms (RFC 3261 §7.3.3 and the extensions that define one).
 COMPACT_FORMS: dict[str, str] = {
@@ -135,6 +145,11 @@ def text_from_wire(value: str) -> str:
         return value
 
 
+def text_to_wire(text: str) -> str:
+    """Turn text into a wire string (its UTF-8 octets), e.g. for a display name with accents."""
+    return text if text.isascii() else text.encode("utf-8").decode("latin-1")
+
+
 def unquote(value: str) -> str:
     """Remove the quotes of a quoted-string and resolve its quoted-pairs; else return as is."""
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
@@ -204,7 +219,7 @@ def split_comma(value: str, *, allow_empty: bool = False, what: str = "header") 
 
 
 _PARAM_RE = re.compile(
-    rf"[ \t]*;[ \t]*({TOKEN})(?:[ \t]*=[ \t]*({_GVALUE}|{_QUOTED}))?[ \t]*", re.S
+    rf"[ \t]*;[ \t]*({TOKEN})(?:[ \t]*=[ \t]*({_GVALUE}|{_QUOTED}))?[ \t]*", re.DOTALL
 )
 # Parameters in their tidy form: no whitespace and no quoted strings.
 _TIDY_PARAMS = rf"(?:;{TOKEN}(?:={_GVALUE})?)*+"
@@ -234,13 +249,20 @@ def _scan_params(text: str, pos: int, what: str) -> tuple[dict[str, str | None],
     return params, pos
 
 
+_PARAM_EQ_RE = re.compile(rf"{TOKEN}[ \t]*+=[ \t]*+")
+
+
 def _param_error(rest: str, what: str) -> SipParseError:
+    """Name the defect of a parameter list that failed to parse (error path only)."""
     r = rest.lstrip(" \t")
     if r.startswith(";"):
         after = r[1:].lstrip(" \t")
         if not after or after[0] in ";,":
             return SipParseError(f"Empty parameter in {what}")
-        if after.startswith('"') or '"' in after and _QUOTED_RE.search(after) is None:
+        m = _PARAM_EQ_RE.match(after)
+        if m is not None and after[m.end() : m.end() + 1] == '"' and (
+            _QUOTED_RE.match(after, m.end()) is None
+        ):
             return SipParseError(f"Unterminated quoted string in {what}")
         return SipParseError(f"Malformed parameter in {what}")
     if r.startswith(","):
@@ -282,15 +304,18 @@ class _Params:
                 p = _split_tidy_params(praw)
             else:
                 p, _ = _scan_params(praw, 0, "header")
-            self._params = p
+            self._params = p  # type: ignore[misc]  # the slot lives in the subclasses
         return p
 
     @params.setter
     def params(self, value: dict[str, str | None]) -> None:
-        self._params = {k.lower(): v for k, v in value.items()}
+        self._params = {k.lower(): v for k, v in value.items()}  # type: ignore[misc]
 
     def _params_text(self) -> str:
-        return self._praw if self._params is None else format_params(self._params)
+        praw = self._praw
+        if self._params is None and praw == praw.lower():
+            return praw  # as received, already canonical
+        return format_params(self.params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,7 +325,7 @@ class _Params:
 class Via(_Params):
     """One Via value: ``SIP/2.0/UDP host:port;params``."""
 
-    __slots__ = ("protocol", "transport", "host", "port", "_params", "_praw")
+    __slots__ = ("_params", "_praw", "host", "port", "protocol", "transport")
 
     protocol: str
     transport: str
@@ -457,7 +482,7 @@ class NameAddr(_Params):
     ``uri`` is parsed on first access (its syntax was already checked).
     """
 
-    __slots__ = ("display", "_uri", "_utext", "_params", "_praw")
+    __slots__ = ("_params", "_praw", "_uri", "_utext", "display")
 
     display: str | None
     _uri: SipURI | TelURI | AbsoluteURI | None
@@ -717,8 +742,7 @@ def _bounded_int(digits: str, maximum: int, reason: str) -> int:
 
 #: Methods defined by RFC 3261 and its extensions.
 RFC_METHODS = frozenset(
-    "INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER "
-    "MESSAGE UPDATE".split()
+    ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"]
 )
 _tuple_new = tuple.__new__
 
@@ -729,7 +753,7 @@ def parse_cseq(value: str) -> CSeq:
     if len(parts) == 2:
         num, method = parts
         if len(num) < 10 and num.isdigit() and num.isascii() and method in RFC_METHODS:
-            return _tuple_new(CSeq, (int(num), method))  # type: ignore[no-any-return]
+            return _tuple_new(CSeq, (int(num), method))
     m = _CSEQ_RE.fullmatch(value.strip(" \t"))
     if m is None:
         v = value.strip(" \t")
@@ -779,6 +803,5 @@ def parse_token_list(value: str, *, lower: bool = True, what: str = "header") ->
     return out
 
 
-# Re-exported for the message layer.
-__all__ += ["TOKEN", "TOKEN_CHARS", "PRETTY_NAMES", "MAX_CONTENT_LENGTH", "RFC_METHODS"]
-_ = (HOST_RE, _check_ipv6)
+# Also used by the message layer.
+__all__ += ["MAX_CONTENT_LENGTH", "PRETTY_NAMES", "RFC_METHODS", "TOKEN", "TOKEN_CHARS"]

@@ -11,22 +11,33 @@ character is one octet and re-encoding gives the exact bytes back. UTF-8 text th
 up as its octets (see :func:`sipline.sip.headers.text_from_wire`). The reason phrase of a
 response is the exception: it is decoded as UTF-8 when it is valid UTF-8.
 
-Performance notes (this is the hot path of the server): the tidy common case of a request is
-validated by one regex match over the joined values of the checked headers; anything unusual
-takes the careful per-header path, which also names the defect in the error. Objects are
-built with ``object.__new__`` and slot assignment, and parsed values live in dedicated slots.
+Performance notes (this is the hot path of the server). A message goes down the first of
+three paths that takes it; all three give the same result (the fuzz tests compare them):
+
+1. A parser specialised for its header layout (the sequence of header names): one regex over
+   the whole header block that splits every line and checks the values. Built once a layout
+   has been parsed successfully twice (see ``_Spec``); bounded.
+2. The tidy path (requests): lines split once, then the checked header lines are joined and
+   matched by one regex (``_REQUEST_TIDY_RE``).
+3. The general path: per-header parsers that accept every legal form and name the defect of
+   what they reject.
+
+Objects are built with ``object.__new__`` and slot assignment, and parsed values live in
+dedicated slots. ``push_via`` on an unchanged message splices the new line into the received
+bytes instead of re-joining the header lines.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from operator import itemgetter
+from typing import Any, cast
 
 from .errors import SipParseError
 from .headers import (
     _NAME_CACHE,
     _TIDY_PARAMS,
-    PRETTY_NAMES,
     RFC_METHODS,
     TOKEN,
     TOKEN_CHARS,
@@ -50,29 +61,28 @@ from .headers import (
     split_comma,
 )
 from .uri import (
-    PORT_RE,
+    _HDRCHAR,
+    _PASSWORD,
+    _USER,
     URI_PARAMS_RE,
     AbsoluteURI,
     SipURI,
     TelURI,
-    _HDRCHAR,
-    _PASSWORD,
-    _USER,
     parse_uri,
     sip_uri_pattern,
     uri_from_groups,
 )
 
 __all__ = [
-    "SipMessage",
-    "Request",
-    "Response",
-    "parse_message",
-    "make_response",
-    "reason_phrase",
+    "MAX_HEADERS",
     "REASON_PHRASES",
     "RFC_METHODS",
-    "MAX_HEADERS",
+    "Request",
+    "Response",
+    "SipMessage",
+    "make_response",
+    "parse_message",
+    "reason_phrase",
 ]
 
 MAX_HEADERS = 256
@@ -170,7 +180,6 @@ _VERSION_RE = re.compile(r"[Ss][Ii][Pp]/[0-9]+\.[0-9]+")
 _TOKEN_METHOD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _BLANK_LINE_RE = re.compile(rb"\r?\n\r?\n")
 _LINE_SPLIT_RE = re.compile(r"\r?\n")
-_FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]+")
 
 
 class _Unset:
@@ -234,8 +243,24 @@ class SipMessage:
     """
 
     __slots__ = (
-        "_data", "_bstart", "_bend", "_keys", "_values", "_lines", "_dirty", "_body", "_start",
-        "version", "_via", "_from", "_to", "_cseq", "_cid", "_mf", "_cl", "_pc",
+        "_bend",
+        "_body",
+        "_bstart",
+        "_cid",
+        "_cl",
+        "_cseq",
+        "_data",
+        "_dirty",
+        "_from",
+        "_keys",
+        "_lines",
+        "_mf",
+        "_pc",
+        "_start",
+        "_to",
+        "_values",
+        "_via",
+        "version",
     )
 
     _data: bytes
@@ -247,7 +272,7 @@ class SipMessage:
     # False: unchanged; True: re-join the lines; (offset, bytes): unchanged but for lines
     # inserted at one byte offset (the proxy's push_via), spliced into the received bytes;
     # _PRISTINE_RAW: unchanged, lines not 1:1 with the bytes (no splicing).
-    _dirty: object
+    _dirty: Any
     _body: bytes | None
     _start: str | None
     version: str
@@ -342,7 +367,11 @@ class SipMessage:
         self._dirty = True
 
     def add_header(self, name: str, value: str, *, first: bool = False) -> None:
-        """Append a header line (or put it at the top of the header block when ``first``)."""
+        """Append a header line (or put it at the top of the header block when ``first``).
+
+        ``value`` is a wire string (see the module docstring; :func:`text_to_wire` converts
+        text); characters beyond latin-1 are written as UTF-8. CR and LF are refused.
+        """
         key = _key(_check_name(name))
         value = _wire(value)
         line = f"{name}: {value}"
@@ -461,22 +490,23 @@ class SipMessage:
             cl = self._cl = None if v is None else parse_content_length(v)
         return cl  # type: ignore[return-value]
 
-    def _cached(self, key: str, parse: Callable[[], object]) -> object:
+    def _cached(self, key: str, parse: Callable[..., object], *args: object) -> object:
+        """``parse(*args)`` cached under ``key`` until that header changes."""
         pc = getattr(self, "_pc", None)
         if pc is None:
             pc = self._pc = {}
         elif key in pc:
             return pc[key]
-        value = pc[key] = parse()
+        value = pc[key] = parse(*args)
         return value
+
+    def _parse_expires(self) -> int | None:
+        v = self.get("expires")
+        return None if v is None else parse_expires(v)
 
     @property
     def expires(self) -> int | None:
-        def parse() -> int | None:
-            v = self.get("expires")
-            return None if v is None else parse_expires(v)
-
-        return self._cached("expires", parse)  # type: ignore[return-value]
+        return cast("int | None", self._cached("expires", self._parse_expires))
 
     def _parse_contacts(self) -> tuple[list[NameAddr], bool]:
         contacts: list[NameAddr] = []
@@ -495,40 +525,39 @@ class SipMessage:
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact value (empty for ``Contact: *``, see :attr:`contact_star`)."""
-        return self._cached("contact", self._parse_contacts)[0]  # type: ignore[index]
+        return cast("tuple[list[NameAddr], bool]", self._cached("contact", self._parse_contacts))[0]
 
     @property
     def contact_star(self) -> bool:
         """True for ``Contact: *`` (REGISTER removing every binding)."""
-        return self._cached("contact", self._parse_contacts)[1]  # type: ignore[index]
+        return cast("tuple[list[NameAddr], bool]", self._cached("contact", self._parse_contacts))[1]
 
-    def _addr_list(self, key: str, what: str) -> list[NameAddr]:
-        def parse() -> list[NameAddr]:
-            out: list[NameAddr] = []
-            for k, v in zip(self._keys, self._vals()):
-                if k == key:
-                    out.extend(parse_name_addr_list(v, what=what))
-            return out
-
-        return self._cached(key, parse)  # type: ignore[return-value]
+    def _parse_addr_list(self, key: str, what: str) -> list[NameAddr]:
+        out: list[NameAddr] = []
+        for k, v in zip(self._keys, self._vals()):
+            if k == key:
+                out.extend(parse_name_addr_list(v, what=what))
+        return out
 
     @property
     def routes(self) -> list[NameAddr]:
-        return self._addr_list("route", "Route")
+        r = self._cached("route", self._parse_addr_list, "route", "Route")
+        return cast("list[NameAddr]", r)
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        return self._addr_list("record-route", "Record-Route")
+        r = self._cached("record-route", self._parse_addr_list, "record-route", "Record-Route")
+        return cast("list[NameAddr]", r)
+
+    def _parse_tokens(self, key: str, what: str, lower: bool) -> list[str]:
+        out: list[str] = []
+        for k, v in zip(self._keys, self._vals()):
+            if k == key:
+                out.extend(parse_token_list(v, lower=lower, what=what))
+        return out
 
     def _tokens(self, key: str, what: str, lower: bool) -> list[str]:
-        def parse() -> list[str]:
-            out: list[str] = []
-            for k, v in zip(self._keys, self._vals()):
-                if k == key:
-                    out.extend(parse_token_list(v, lower=lower, what=what))
-            return out
-
-        return self._cached(key, parse)  # type: ignore[return-value]
+        return cast("list[str]", self._cached(key, self._parse_tokens, key, what, lower))
 
     @property
     def require(self) -> list[str]:
@@ -554,8 +583,8 @@ class SipMessage:
 
     def push_via(self, via: Via | str) -> None:
         """Add a new top Via (a line of its own, above the existing Via lines)."""
-        if via.__class__ is str and via.isascii() and via.isprintable():  # type: ignore
-            value: str = via  # type: ignore[assignment]
+        if isinstance(via, str) and via.isascii() and via.isprintable():
+            value = via
         else:
             value = _wire(str(via))
         keys = self._keys
@@ -580,8 +609,8 @@ class SipMessage:
             if self._cl is not None:
                 self._dirty = (offset, line.encode("latin-1") + b"\r\n")
                 return
-        elif dirty is not _PRISTINE_RAW and dirty[0] == offset:  # type: ignore[index]
-            self._dirty = (offset, line.encode("latin-1") + b"\r\n" + dirty[1])  # type: ignore
+        elif dirty is not _PRISTINE_RAW and dirty[0] == offset:
+            self._dirty = (offset, line.encode("latin-1") + b"\r\n" + dirty[1])
             return
         self._dirty = True
 
@@ -671,8 +700,9 @@ class SipMessage:
                 return data[: self._bend]
         elif dirty is not True:
             data = self._data
-            offset = dirty[0]  # type: ignore[index]
-            return data[:offset] + dirty[1] + data[offset : self._bend]  # type: ignore[index]
+            offset: int = dirty[0]
+            inserted: bytes = dirty[1]
+            return data[:offset] + inserted + data[offset : self._bend]
         keys = self._keys
         body = self.body
         if "content-length" not in keys:
@@ -738,7 +768,7 @@ class Request(SipMessage):
             raise ValueError(f"invalid method {method!r}")
         self._init_empty()
         self._method = method
-        self.uri = uri  # type: ignore[assignment]
+        self.uri = uri
         for name, value in headers or ():
             self.add_header(name, value)
         if body or headers is not None:
@@ -767,7 +797,7 @@ class Request(SipMessage):
         if u is None:
             u = self._uri = parse_uri(self._ruri)
         elif u.__class__ is tuple:
-            u = self._uri = uri_from_groups(u)  # type: ignore[arg-type]
+            u = self._uri = uri_from_groups(u)
         return u  # type: ignore[return-value]
 
     @uri.setter
@@ -800,7 +830,7 @@ class Request(SipMessage):
 class Response(SipMessage):
     """A SIP response."""
 
-    __slots__ = ("_status", "_reason")
+    __slots__ = ("_reason", "_status")
 
     _status: int
     _reason: str
@@ -893,24 +923,36 @@ def _split_headers_careful(hlines: list[str]) -> tuple[list[str], list[str], lis
             except SipParseError:
                 raise SipParseError("Malformed header name") from None
         if "\n" in value:
-            value = _FOLD_RE.sub(" ", value)
+            value = _unfold(value)
         keys.append(key)
         values.append(value)
     return keys, values, lines
+
+
+def _unfold(value: str) -> str:
+    """Replace each line fold (LWS around CRLF) with one space (RFC 3261 §7.3.1).
+
+    Done with str methods: a regex for it backtracks quadratically on long blank runs.
+    """
+    parts = value.replace("\r\n", "\n").split("\n")
+    out = [parts[0].rstrip(" \t")]
+    out.extend(p.strip(" \t") for p in parts[1:-1])
+    out.append(parts[-1].lstrip(" \t"))
+    return " ".join(out)
 
 
 def _line_value(line: str) -> str:
     """The value part of a raw header line, unfolded (not stripped)."""
     value = line.partition(":")[2]
     if "\n" in value:
-        value = _FOLD_RE.sub(" ", value)
+        value = _unfold(value)
     return value
 
 
 def _start_error(start: str) -> tuple[str, int]:
     """Reason and status for a request line that is not ``Method SP URI SP SIP/2.0``."""
     parts = start.split(" ")
-    if start.endswith(" ") or start.endswith("\t"):
+    if start.endswith((" ", "\t")):
         return "Trailing whitespace in request line", 400
     if "" in parts or "\t" in start:
         return "Extra whitespace in request line", 400
@@ -949,6 +991,17 @@ def parse_message(
     dirty: object = False
     if end > 0 and data[0] > 32:
         head = data[:end].decode("latin-1")
+        # A parser specialised for this header layout, if one was built (see _Spec).
+        sp = head.find(" ")
+        specs = _SPECS.get(head[: sp + 4 if head[:sp] == "SIP/2.0" else sp])
+        if specs is not None:
+            for spec in specs:
+                m = spec.regex.fullmatch(head)
+                if m is not None:
+                    built = spec.build(m, data, n, end + 4, stream, head)
+                    if built is not None:
+                        return built
+                    break
         lines = head.split("\r\n")
         if head.count("\n") != len(lines) - 1:
             lines, bstart, unterminated = _split_lenient(data)
@@ -958,6 +1011,7 @@ def parse_message(
     else:
         lines, bstart, unterminated = _split_lenient(data)
         dirty = _PRISTINE_RAW
+        head = ""
     start = lines[0]
     hlines = lines
     del hlines[0]
@@ -978,87 +1032,10 @@ def parse_message(
             break
         kappend(key)
     if key is not None and dirty is False and len(keys) == len(hlines) and start[:4] != "SIP/":
-        # The tidy request: everything checked by one regex match (see _REQUEST_TIDY_RE).
-        # Any surprise falls through to the general path below.
-        lay = _LAYOUTS.get(tuple(keys))
-        if lay is None:
-            lay = _layout(keys)
-        if lay:
-            i_via, i_from, i_to, i_cid, i_cseq, i_mf, i_cl, n_via = lay
-            m = _REQUEST_TIDY_RE.fullmatch("\n".join((
-                start, hlines[i_via], hlines[i_cseq], hlines[i_from], hlines[i_to],
-                hlines[i_cid], "" if i_mf < 0 else hlines[i_mf],
-                "" if i_cl < 0 else hlines[i_cl],
-            )))
-            if m is not None:
-                g = m.groups()
-                mf = g[23]
-                port = g[6]
-                vport = g[11]
-                cl = g[24]
-                if cl is None:
-                    bend = -1 if i_cl >= 0 or stream else n
-                else:
-                    bend = bstart + int(cl)
-                    if bend > n or (stream and bend != n):
-                        bend = -1
-                if not (
-                    bend < 0
-                    or g[8] is not None
-                    or (mf is not None and int(mf) > 255)
-                    or (port is not None and len(port) == 5 and int(port) > 65535)
-                    or (vport is not None and len(vport) == 5 and int(vport) > 65535)
-                ):
-                    via = _new(Via)
-                    via.protocol = "SIP/2.0"
-                    via.transport = g[9]
-                    via.host = g[10]
-                    via.port = None if vport is None else int(vport)
-                    via._params = None
-                    via._praw = g[12]
-                    vias: list[Via] | None = [via]
-                    if n_via != 1:
-                        try:
-                            for k, line in zip(keys[i_via + 1 :], hlines[i_via + 1 :]):
-                                if k == "via":
-                                    vias.extend(parse_via(_line_value(line)))  # type: ignore
-                        except SipParseError:
-                            vias = None
-                    if vias is not None:
-                        q = _new(Request)
-                        q._method = g[0]
-                        q._ruri = g[1]
-                        q._uri = g[2:9]
-                        q.version = "SIP/2.0"
-                        q._data = data
-                        q._bstart = bstart
-                        q._bend = bend
-                        q._keys = keys
-                        q._lines = hlines
-                        q._dirty = False
-                        q._start = start
-                        q._cl = None if cl is None else bend - bstart
-                        q._via = vias
-                        q._cseq = _tuple_new(CSeq, (int(g[13]), g[0]))
-                        a = _new(NameAddr)
-                        d = g[14]
-                        a.display = g[15] if d is None else d
-                        a._uri = None
-                        a._utext = g[16]
-                        a._params = None
-                        a._praw = g[17]
-                        q._from = a
-                        a = _new(NameAddr)
-                        d = g[18]
-                        a.display = g[19] if d is None else d
-                        a._uri = None
-                        a._utext = g[20]
-                        a._params = None
-                        a._praw = g[21]
-                        q._to = a
-                        q._cid = g[22]
-                        q._mf = None if mf is None else int(mf)
-                        return q
+        q = _tidy_request(data, n, bstart, start, keys, hlines, stream)
+        if q is not None:
+            _learn(head, start, keys, hlines)
+            return q
     header_error: SipParseError | None = None
     if key is None or len(keys) != len(hlines):
         try:
@@ -1148,12 +1125,14 @@ def parse_message(
 
     try:
         if msg.__class__ is Request:
-            _validate_request(msg, keys, hlines)  # type: ignore[arg-type]
+            _validate_request_careful(msg, keys)
         else:
-            _validate_response(msg, keys, msg._vals())
+            _validate_response(msg, keys, hlines)  # type: ignore[arg-type]
     except SipParseError as e:
         e.message = msg
         raise
+    if head and dirty is False and msg.__class__ is Response:
+        _learn(head, start, keys, hlines)  # (requests learn from the tidy path only)
     return msg
 
 
@@ -1281,7 +1260,6 @@ _REQUEST_TIDY_RE = re.compile(
     + rf"(?:{_NAME}([0-9]{{1,3}})[ \t]*+)?\n"
     + rf"(?:{_NAME}([0-9]{{1,7}})[ \t]*+)?"
 )
-_ = PORT_RE
 
 
 # Header layout cache: the sequence of header keys of a message -> the positions the checks
@@ -1316,9 +1294,90 @@ def _layout(keys: list[str]) -> tuple[int, ...]:
     return lay
 
 
-def _validate_request(msg: Request, keys: list[str], lines: list[str]) -> None:
-    """The checks every layer above relies on (general path)."""
-    _validate_request_careful(msg, keys)
+def _tidy_request(
+    data: bytes, n: int, bstart: int, start: str, keys: list[str], lines: list[str], stream: bool
+) -> Request | None:
+    """A tidy request checked by one regex match (see _REQUEST_TIDY_RE), or None for the
+    general path."""
+    lay = _LAYOUTS.get(tuple(keys))
+    if lay is None:
+        lay = _layout(keys)
+    if not lay:
+        return None
+    i_via, i_from, i_to, i_cid, i_cseq, i_mf, i_cl, n_via = lay
+    m = _REQUEST_TIDY_RE.fullmatch("\n".join((
+        start, lines[i_via], lines[i_cseq], lines[i_from], lines[i_to], lines[i_cid],
+        "" if i_mf < 0 else lines[i_mf], "" if i_cl < 0 else lines[i_cl],
+    )))
+    if m is None:
+        return None
+    g = m.groups()
+    mf = g[23]
+    port = g[6]
+    vport = g[11]
+    cl = g[24]
+    if cl is None:
+        if i_cl >= 0 or stream:
+            return None
+        bend = n
+    else:
+        bend = bstart + int(cl)
+        if bend > n or (stream and bend != n):
+            return None
+    if (
+        g[8] is not None
+        or (mf is not None and int(mf) > 255)
+        or (port is not None and len(port) == 5 and int(port) > 65535)
+        or (vport is not None and len(vport) == 5 and int(vport) > 65535)
+    ):
+        return None
+    via = _new(Via)
+    via.protocol = "SIP/2.0"
+    via.transport = g[9]
+    via.host = g[10]
+    via.port = None if vport is None else int(vport)
+    via._params = None
+    via._praw = g[12]
+    vias = [via]
+    if n_via != 1:
+        try:
+            for k, line in zip(keys[i_via + 1 :], lines[i_via + 1 :]):
+                if k == "via":
+                    vias.extend(parse_via(_line_value(line)))
+        except SipParseError:
+            return None
+    q = _new(Request)
+    q._method = g[0]
+    q._ruri = g[1]
+    q._uri = g[2:9]
+    q.version = "SIP/2.0"
+    q._data = data
+    q._bstart = bstart
+    q._bend = bend
+    q._keys = keys
+    q._lines = lines
+    q._dirty = False
+    q._start = start
+    q._cl = None if cl is None else bend - bstart
+    q._via = vias
+    q._cseq = _tuple_new(CSeq, (int(g[13]), g[0]))
+    q._from = _tidy_name_addr(g, 14)
+    q._to = _tidy_name_addr(g, 18)
+    q._cid = g[22]
+    q._mf = None if mf is None else int(mf)
+    return q
+
+
+def _tidy_name_addr(g: tuple[str | None, ...], i: int) -> NameAddr:
+    """A NameAddr from the 4 groups of _NA_TIDY/_NA_VALUE starting at ``i``."""
+    a = _new(NameAddr)
+    d = g[i]
+    a.display = g[i + 1] if d is None else d
+    a._uri = None
+    a._utext = g[i + 2]  # type: ignore[assignment]
+    a._params = None
+    a._praw = g[i + 3]  # type: ignore[assignment]
+    return a
 
 
 def _validate_request_careful(msg: Request, keys: list[str]) -> None:
@@ -1330,7 +1389,7 @@ def _validate_request_careful(msg: Request, keys: list[str]) -> None:
         uri = parse_uri(msg._ruri)
     except SipParseError as e:
         raise SipParseError(f"Bad Request-URI: {e.reason}") from None
-    if uri.__class__ is SipURI and uri.headers is not None:  # type: ignore[union-attr]
+    if isinstance(uri, SipURI) and uri.headers is not None:
         raise SipParseError("Request-URI must not carry headers")
     msg._uri = uri
     _missing_or_duplicate(keys, _REQUIRED)
@@ -1354,7 +1413,7 @@ def _validate_request_careful(msg: Request, keys: list[str]) -> None:
         msg._mf = None
 
 
-def _validate_response(msg: Response, keys: list[str], values: list[str]) -> None:
+def _validate_response(msg: Response, keys: list[str], lines: list[str]) -> None:
     cl = msg._cl
     msg._reset_cache()
     msg._cl = cl
@@ -1364,8 +1423,236 @@ def _validate_response(msg: Response, keys: list[str], values: list[str]) -> Non
         raise SipParseError("Missing CSeq header")
     if keys.count("cseq") > 1:
         raise SipParseError("Duplicate CSeq header")
-    msg._via = _parse_vias(keys, values)
-    msg._cseq = parse_cseq(values[keys.index("cseq")])
+    vias: list[Via] = []
+    for k, line in zip(keys, lines):
+        if k == "via":
+            value = _line_value(line).strip(" \t")
+            if "," in value or not value:
+                vias.extend(parse_via(value))
+            else:
+                vias.append(_via_one(value))
+    msg._via = vias
+    msg._cseq = parse_cseq(_line_value(lines[keys.index("cseq")]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout-specialised parsers
+#
+# SIP stacks write their headers in a fixed order, so a server sees the same few header layouts
+# (the sequence of header names) again and again. Once a layout has been parsed successfully
+# twice, one regex is compiled for it: it matches the whole header block at once, captures every
+# line, and checks the same values with the same tidy patterns as the tidy path. A message that
+# does not match (another layout, or any surprise in a value) takes the normal path, so the
+# results are the same either way (the fuzz tests compare both). The caches are bounded, so
+# hostile input cannot make the server compile regexes without limit.
+
+_LINE = "[\x00-\x09\x0b\x0c\x0e-\xff]*+"  # anything but CR and LF (the head is latin-1)
+_VIA_TIDY = (r"[ \t]*+SIP/2\.0/(UDP|TCP|TLS|SCTP|WSS?) ([a-z0-9_.\-]++)(?::([0-9]{1,5}))?"
+             rf"({_TIDY_PARAMS})[ \t]*+")
+_NA_VALUE = (rf'[ \t]*+(?:"([^"\\\n\r]*+)"|({TOKEN}(?: {TOKEN})*+))?[ \t]*+'
+             rf"<({sip_uri_pattern('(?:', ipv6=False)})>({_TIDY_PARAMS})[ \t]*+")
+_CID_VALUE = rf"[ \t]*+([{_WORD}]++(?:@[{_WORD}]++)?)[ \t]*+"
+_SPECS: dict[str, list[_Spec]] = {}
+_SPECS_MAX = 256
+_SPECS_PER_KEY = 4
+_SEEN: dict[tuple[str, ...], int] = {}
+_SEEN_MAX = 4096
+_MAX_SPEC_LINES = 40
+# How many specialised parsers may ever be compiled (about 2 ms each), kept or not, and how
+# many times one layout is tried.
+_COMPILE_BUDGET = 1024
+_TRIES: dict[tuple[str, ...], int] = {}
+_MAX_TRIES = 3
+
+
+class _Spec:
+    """A compiled parser for one header layout (see above)."""
+
+    __slots__ = (
+        "cid",
+        "cl",
+        "cseq",
+        "from_",
+        "keys",
+        "lines",
+        "mf",
+        "regex",
+        "request",
+        "to",
+        "vias",
+    )
+
+    def __init__(self, start: str, keys: list[str], lines: list[str]) -> None:
+        request = not start.startswith("SIP/")
+        self.request = request
+        if request:
+            parts = [rf"({TOKEN}) (" + _tidy_uri("(") + r") SIP/2\.0"]
+            ngroups = 9
+        else:
+            parts = [rf"SIP/2\.0 ([1-6][0-9][0-9]) ({_LINE})"]
+            ngroups = 2
+        line_groups: list[int] = []
+        vias: list[int] = []
+        self.cseq = self.from_ = self.to = self.cid = self.mf = self.cl = -1
+        for key, line in zip(keys, lines):
+            name = re.escape(line.partition(":")[0]) + ":"
+            line_groups.append(ngroups)
+            ngroups += 1
+            if key == "via":
+                vias.append(ngroups)
+                value, extra = _VIA_TIDY, 4
+            elif key == "cseq":
+                self.cseq = ngroups
+                if request:
+                    value, extra = r"[ \t]*+([0-9]{1,9}) \1[ \t]*+", 1
+                else:
+                    value, extra = rf"[ \t]*+([0-9]{{1,9}}) ({TOKEN})[ \t]*+", 2
+            elif key == "content-length":
+                self.cl = ngroups
+                value, extra = r"[ \t]*+([0-9]{1,7})[ \t]*+", 1
+            elif request and key in ("from", "to"):
+                setattr(self, "from_" if key == "from" else "to", ngroups)
+                value, extra = _NA_VALUE, 4
+            elif request and key == "call-id":
+                self.cid = ngroups
+                value, extra = _CID_VALUE, 1
+            elif request and key == "max-forwards":
+                self.mf = ngroups
+                value, extra = r"[ \t]*+([0-9]{1,3})[ \t]*+", 1
+            else:
+                value, extra = _LINE, 0
+            parts.append(f"({name}{value})")
+            ngroups += extra
+        self.regex = re.compile("\r\n".join(parts))
+        self.keys = tuple(keys)
+        # A C-level getter of the line groups, in order (a 1-tuple needs the slow form).
+        self.lines = itemgetter(*line_groups) if len(line_groups) > 1 else (
+            lambda g, i=line_groups[0]: (g[i],))
+        self.vias = tuple(vias)
+
+    def build(
+        self, m: re.Match[str], data: bytes, n: int, bstart: int, stream: bool, head: str
+    ) -> Request | Response | None:
+        """The message for a match of this layout; None sends it down the normal path."""
+        g = m.groups()
+        cl = self.cl
+        if cl < 0:
+            if stream:
+                return None
+            bend = n
+        else:
+            bend = bstart + int(g[cl])
+            if bend > n or (stream and bend != n):
+                return None
+        vias = []
+        for i in self.vias:
+            port = g[i + 2]
+            if port is not None and len(port) == 5 and int(port) > 65535:
+                return None
+            via = _new(Via)
+            via.protocol = "SIP/2.0"
+            via.transport = g[i]
+            via.host = g[i + 1]
+            via.port = None if port is None else int(port)
+            via._params = None
+            via._praw = g[i + 3]
+            vias.append(via)
+        msg: Request | Response
+        if self.request:
+            mf = None if self.mf < 0 else int(g[self.mf])
+            port = g[6]
+            if (
+                g[8] is not None
+                or (mf is not None and mf > 255)
+                or (port is not None and len(port) == 5 and int(port) > 65535)
+            ):
+                return None
+            q = _new(Request)
+            q._method = method = g[0]
+            q._ruri = g[1]
+            q._uri = g[2:9]
+            q._cseq = _tuple_new(CSeq, (int(g[self.cseq]), method))
+            # Inlined _tidy_name_addr (this is the hottest path of the server).
+            i = self.from_
+            a = _new(NameAddr)
+            d = g[i]
+            a.display = g[i + 1] if d is None else d
+            a._uri = None
+            a._utext = g[i + 2]
+            a._params = None
+            a._praw = g[i + 3]
+            q._from = a
+            i = self.to
+            a = _new(NameAddr)
+            d = g[i]
+            a.display = g[i + 1] if d is None else d
+            a._uri = None
+            a._utext = g[i + 2]
+            a._params = None
+            a._praw = g[i + 3]
+            q._to = a
+            q._cid = g[self.cid]
+            q._mf = mf
+            msg = q
+        else:
+            r = _new(Response)
+            r._status = int(g[0])
+            reason = g[1]
+            if not reason.isascii():
+                try:
+                    reason = reason.encode("latin-1").decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+            r._reason = reason
+            r._cseq = _tuple_new(CSeq, (int(g[self.cseq]), g[self.cseq + 1]))
+            r._from = r._to = r._cid = None
+            r._mf = _UNSET
+            msg = r
+        msg.version = "SIP/2.0"
+        msg._data = data
+        msg._bstart = bstart
+        msg._bend = bend
+        msg._keys = list(self.keys)
+        msg._lines = list(self.lines(g))
+        msg._dirty = False
+        msg._start = head[: head.find("\r\n")]
+        msg._cl = None if cl < 0 else bend - bstart
+        msg._via = vias
+        return msg
+
+
+def _learn(head: str, start: str, keys: list[str], lines: list[str]) -> None:
+    """Count a successfully parsed layout; specialise it the second time it is seen."""
+    sig = tuple(keys)
+    seen = _SEEN.get(sig, 0)
+    if seen < 0 or len(lines) > _MAX_SPEC_LINES or "via" not in keys:
+        return
+    if seen < 1:
+        if len(_SEEN) < _SEEN_MAX:
+            _SEEN[sig] = seen + 1
+        return
+    global _COMPILE_BUDGET
+    sp = head.find(" ")
+    key = head[: sp + 4 if head[:sp] == "SIP/2.0" else sp]
+    specs = _SPECS.get(key, [])
+    if (
+        len(specs) >= _SPECS_PER_KEY
+        or _COMPILE_BUDGET <= 0
+        or sum(len(v) for v in _SPECS.values()) >= _SPECS_MAX
+    ):
+        _SEEN[sig] = -1  # no room: stay on the normal paths
+        return
+    _COMPILE_BUDGET -= 1
+    spec = _Spec(start, keys, lines)
+    # Keep it only if it matches the message it was learnt from. That message may have had
+    # an untidy value: then the layout is counted again, and given up after a few tries.
+    if spec.regex.fullmatch(head) is not None:
+        _SPECS[key] = [*specs, spec]
+        _SEEN[sig] = -1
+    else:
+        tries = _TRIES.get(sig, 0) + 1
+        _TRIES[sig] = tries
+        _SEEN[sig] = -1 if tries >= _MAX_TRIES else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1382,7 +1669,7 @@ def _to_has_tag(request: SipMessage, value: str) -> bool | None:
             a = parse_name_addr(value, what="To")
         except SipParseError:
             return None
-    return a.tag is not None  # type: ignore[union-attr]
+    return a.tag is not None
 
 
 def make_response(
@@ -1413,9 +1700,13 @@ def make_response(
     for i, k in enumerate(request._keys):
         if k in _COPIED:
             line = rlines[i]
-            if k == "to" and to_tag is not None and status > 100:
-                if _to_has_tag(request, _line_value(line)) is False:
-                    line = line.rstrip(" \t") + ";tag=" + _wire(to_tag)
+            if (
+                k == "to"
+                and to_tag is not None
+                and status > 100
+                and _to_has_tag(request, _line_value(line)) is False
+            ):
+                line = line.rstrip(" \t") + ";tag=" + _wire(to_tag)
             keys.append(k)
             lines.append(line)
     for name, value in headers or ():

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Union
 
 from .errors import SipParseError
 
 __all__ = [
+    "URI",
+    "AbsoluteURI",
     "SipURI",
     "TelURI",
-    "AbsoluteURI",
-    "URI",
     "parse_uri",
-    "uri_equal",
     "unescape",
+    "uri_equal",
 ]
 
 # RFC 3261 §25 character classes, as regex class bodies.
@@ -65,10 +64,14 @@ def sip_uri_pattern(group: str = "(", *, addr_spec: bool = False, ipv6: bool = T
 _SIP_URI_RE = re.compile(sip_uri_pattern())
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
 _OPAQUE_RE = re.compile(r"[A-Za-z0-9\-_.!~*'();/?:@&=+$,%\[\]#]+")
+# A tel number is a run of phone digits and visual separators; that it holds at least one
+# digit is checked in code (a regex saying so would backtrack quadratically on long input).
 _TEL_RE = re.compile(
-    r"(\+[0-9().\-]*[0-9][0-9().\-]*|[0-9A-Fa-f*#().\-]*[0-9A-Fa-f*#][0-9A-Fa-f*#().\-]*)"
-    rf"((?:;[{_PARAMCHAR}]+(?:=[{_PARAMCHAR}]+)?)*)"
+    r"(\+[0-9().\-]++|[0-9A-Fa-f*#().\-]++)"
+    rf"((?:;[{_PARAMCHAR}]++(?:=[{_PARAMCHAR}]++)?)*+)"
 )
+_TEL_DIGIT_RE = re.compile(r"[0-9A-Fa-f*#]")
+_GLOBAL_DIGIT_RE = re.compile(r"[0-9]")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 _VISUAL_SEP = str.maketrans("", "", "-.()")
 
@@ -130,7 +133,7 @@ class SipURI:
     received; ``headers`` is the raw text after ``?``.
     """
 
-    __slots__ = ("scheme", "user", "password", "host", "port", "_params", "_praw", "headers")
+    __slots__ = ("_params", "_praw", "headers", "host", "password", "port", "scheme", "user")
 
     scheme: str
     user: str | None
@@ -236,7 +239,11 @@ class SipURI:
         parts.append(self.host)
         if self.port is not None:
             parts.append(f":{self.port}")
-        parts.append(self._praw if self._params is None else _format_params(self._params))
+        praw = self._praw
+        if self._params is None and praw == praw.lower():
+            parts.append(praw)  # as received, already canonical
+        else:
+            parts.append(_format_params(self.params))
         if self.headers is not None:
             parts.append("?")
             parts.append(self.headers)
@@ -294,7 +301,7 @@ class TelURI:
 class AbsoluteURI:
     """Any other ``scheme:opaque`` URI; the server decides whether it can handle it (416)."""
 
-    __slots__ = ("scheme", "opaque")
+    __slots__ = ("opaque", "scheme")
 
     def __init__(self, scheme: str, opaque: str) -> None:
         self.scheme = scheme.lower()
@@ -315,10 +322,10 @@ class AbsoluteURI:
         return uri_equal(self, other)
 
     def __hash__(self) -> int:
-        return hash((self.scheme, self.opaque))
+        return hash((self.scheme, unescape(self.opaque)))
 
 
-URI = Union[SipURI, TelURI, AbsoluteURI]
+URI = SipURI | TelURI | AbsoluteURI
 
 _new = object.__new__
 
@@ -342,6 +349,7 @@ def uri_from_match(m: re.Match[str]) -> SipURI:
 def uri_from_groups(groups: tuple[str | None, ...]) -> SipURI:
     """Build a SipURI from the 7 groups of :func:`sip_uri_pattern`, in order."""
     scheme, user, password, host, port, praw, headers = groups[:7]
+    assert scheme is not None and host is not None and praw is not None  # always captured
     u = _new(SipURI)
     u.scheme = "sip" if scheme == "sip" else scheme.lower()
     u.user = user
@@ -372,7 +380,9 @@ def _parse_uri_slow(text: str) -> SipURI | TelURI | AbsoluteURI:
         raise SipParseError(_diagnose_sip(rest))
     if scheme == "tel":
         t = _TEL_RE.fullmatch(rest)
-        if t is None:
+        number = "" if t is None else t.group(1)
+        digit = _GLOBAL_DIGIT_RE if number[:1] == "+" else _TEL_DIGIT_RE
+        if t is None or digit.search(number) is None:
             raise SipParseError("Malformed tel URI")
         return TelURI(t.group(1), parse_uri_params(t.group(2)))
     if _OPAQUE_RE.fullmatch(rest) is None:
@@ -396,7 +406,7 @@ def _diagnose_sip(rest: str) -> str:
             return "IPv6 address in URI without brackets"
         port = hostpart.partition(":")[2] if ":" in hostpart else ""
     if port:
-        digits = port[1:] if port.startswith(":") else port
+        digits = port.removeprefix(":")
         if not digits.isascii() or not digits.isdigit():
             return "Bad port in URI"
         if len(digits) > 5 or int(digits) > 65535:

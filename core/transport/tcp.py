@@ -67,6 +67,12 @@ class TcpConnection(asyncio.Protocol):
                 log.exception("tcp %s: unhandled error processing a message", self.remote)
             if self.closed:
                 return
+        error = self.framer.error
+        if error is not None:
+            # The messages before the broken one were handled; the rest of
+            # the stream cannot be framed.
+            log.info("tcp %s: closing connection: %s", self.remote, error.reason)
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from sip_samples import BASIC_200, BASIC_INVITE, INVITE_SDP
-
 from sipline.sip import KEEPALIVE_PING, SipParseError, StreamFramer, parse_message
 
 
@@ -90,3 +89,21 @@ def test_size_limits() -> None:
 def test_bare_lf_header_end() -> None:
     data = BASIC_200.replace(b"\r\n", b"\n")
     assert StreamFramer().feed(data) == [data]
+
+
+def test_folded_line_is_not_a_content_length() -> None:
+    data = BASIC_200.replace(b"Contact: <sip:bob@192.0.2.4>",
+                             b"Subject: a folded\r\n l: 99 is text")
+    assert StreamFramer().feed(data) == [data]
+    assert parse_message(data, stream=True).get("Subject") == "a folded l: 99 is text"
+
+
+def test_messages_before_a_framing_error_are_delivered() -> None:
+    bad = b"C\r\n\r\n"  # the tail of RFC 4475 dblreq: no Content-Length
+    f = StreamFramer()
+    assert f.feed(BASIC_INVITE + BASIC_200 + bad) == [BASIC_INVITE, BASIC_200]
+    assert f.error is not None and "Missing Content-Length" in f.error.reason
+    with pytest.raises(SipParseError, match="Missing Content-Length"):
+        f.feed(b"")
+    with pytest.raises(SipParseError):
+        f.feed(BASIC_200)

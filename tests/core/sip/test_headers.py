@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from sipline.sip import (
     COMPACT_FORMS,
     CSeq,
@@ -367,3 +366,11 @@ def test_token_list() -> None:
     assert parse_token_list("INVITE, ACK", lower=False) == ["INVITE", "ACK"]
     with pytest.raises(SipParseError):
         parse_token_list("a b, c")
+
+
+def test_text_to_wire_round_trip() -> None:
+    from sipline.sip import text_to_wire
+
+    assert text_to_wire("ascii") == "ascii"
+    assert text_from_wire(text_to_wire("Décliné ✓")) == "Décliné ✓"
+    assert text_to_wire("é").encode("latin-1") == "é".encode()

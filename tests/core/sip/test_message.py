@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from sip_samples import BASIC_200, BASIC_INVITE, INVITE_SDP, crlf
-
 from sipline.sip import (
     REASON_PHRASES,
     CSeq,
@@ -553,3 +552,114 @@ def test_reason_phrases() -> None:
     assert reason_phrase(513) == "Message Too Large"
     assert reason_phrase(499) == "Client Error"
     assert all(p.isascii() and p for p in REASON_PHRASES.values())
+
+
+# -- odd corners ----------------------------------------------------------------------------
+
+
+def test_input_types() -> None:
+    assert parse_message(bytearray(BASIC_INVITE)).to_bytes() == BASIC_INVITE
+    assert parse_message(memoryview(BASIC_INVITE)).to_bytes() == BASIC_INVITE
+    with pytest.raises(SipParseError):
+        parse_message(BASIC_INVITE.decode())  # type: ignore[arg-type]
+
+
+def test_status_line_versions_and_reasons() -> None:
+    with pytest.raises(SipParseError) as ei:
+        parse_message(BASIC_200.replace(b"SIP/2.0 200", b"SIP/3.0 200", 1))
+    assert ei.value.status == 505
+    with pytest.raises(SipParseError, match="version"):
+        parse_message(BASIC_200.replace(b"SIP/2.0 200", b"SIP/2.x 200", 1))
+    latin = parse_message(BASIC_200.replace(b"200 OK", b"200 Tr\xe8s bien"))
+    assert isinstance(latin, Response) and latin.reason == "Tr\xe8s bien"  # not UTF-8: octets
+    for code in (b"099", b"700", b"20", b"2000", b"abc"):
+        with pytest.raises(SipParseError, match="status code"):
+            parse_message(BASIC_200.replace(b"200 OK", code + b" OK"))
+
+
+def test_learnt_layouts_give_the_same_results() -> None:
+    # The third copy of a layout is parsed by a specialised parser; results must not change.
+    reason = "Très bien"
+    for variant in (BASIC_200.replace(b"200 OK", b"200 " + reason.encode()),
+                    BASIC_200.replace(b"200 OK", b"200 Tr\xe8s bien")):
+        results = []
+        for _ in range(4):
+            m = parse_message(variant)
+            assert isinstance(m, Response)
+            results.append((m.reason, [str(v) for v in m.via], m.cseq, m.to_bytes()))
+        assert all(r == results[0] for r in results)
+    no_cl = BASIC_INVITE.replace(b"Content-Length: " + str(len(INVITE_SDP)).encode() + b"\r\n", b"")
+    for _ in range(4):
+        m = parse_message(no_cl)
+        assert m.body == INVITE_SDP and m.content_length is None
+        with pytest.raises(SipParseError, match="Missing Content-Length"):
+            parse_message(no_cl, stream=True)
+
+
+def test_method_setter_and_status_setter() -> None:
+    m = parse_message(BASIC_INVITE)
+    assert isinstance(m, Request)
+    m.method = "OPTIONS"
+    assert m.to_bytes().startswith(b"OPTIONS sip:bob@biloxi.example.com SIP/2.0\r\n")
+    with pytest.raises(ValueError):
+        m.method = "NOT A TOKEN"
+    r = parse_message(BASIC_200)
+    assert isinstance(r, Response)
+    r.status = 180
+    r.reason = "Ringing"
+    assert r.to_bytes().startswith(b"SIP/2.0 180 Ringing\r\n")
+    with pytest.raises(ValueError):
+        r.reason = "a\r\nb"
+    with pytest.raises(ValueError):
+        r.status = 1000
+
+
+def test_set_top_via_on_multi_value_line() -> None:
+    data = BASIC_200.replace(
+        b"Via: SIP/2.0/UDP server10",
+        b"Via: SIP/2.0/UDP top.example.com;branch=z9hG4bKtop, SIP/2.0/TCP next.example.com"
+        b";branch=z9hG4bKnext\r\nVia: SIP/2.0/UDP server10")
+    m = parse_message(data)
+    top = m.via[0].copy()
+    top.params["received"] = "192.0.2.7"
+    m.set_top_via(top)
+    out = m.to_bytes()
+    assert (b"Via: SIP/2.0/UDP top.example.com;branch=z9hG4bKtop;received=192.0.2.7, "
+            b"SIP/2.0/TCP next.example.com;branch=z9hG4bKnext\r\n") in out
+    assert len(parse_message(out).via) == 5
+
+
+def test_make_response_argument_checks() -> None:
+    req = parse_message(BASIC_INVITE)
+    assert isinstance(req, Request)
+    with pytest.raises(ValueError):
+        make_response(req, 99)
+    with pytest.raises(ValueError):
+        make_response(req, 200, "OK\r\nX: injected")
+    with pytest.raises(ValueError):
+        make_response(req, 200, headers=[("X", "a\nb")])
+    r = make_response(req, 603, "Décliné")
+    assert r.to_bytes().startswith("SIP/2.0 603 Décliné\r\n".encode())
+
+
+def test_layout_learning_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sipline.sip import message as m
+
+    monkeypatch.setattr(m, "_SPECS", {})
+    monkeypatch.setattr(m, "_SEEN", {})
+    monkeypatch.setattr(m, "_TRIES", {})
+    monkeypatch.setattr(m, "_COMPILE_BUDGET", 5)
+    # Same layout, but a value the specialised parsers leave to the normal path (IPv6).
+    untidy = BASIC_200.replace(b"server10.biloxi.example.com", b"[2001:db8::1]")
+    for _ in range(20):
+        assert len(parse_message(untidy).via) == 3
+    assert m._COMPILE_BUDGET == 5 - m._MAX_TRIES and m._SPECS == {}
+    other = BASIC_200.replace(b"Contact: <sip:bob@192.0.2.4>\r\n", b"")
+    for _ in range(3):
+        parse_message(other)
+    assert m._COMPILE_BUDGET == 5 - m._MAX_TRIES - 1 and len(m._SPECS["SIP/2.0 200"]) == 1
+    monkeypatch.setattr(m, "_COMPILE_BUDGET", 0)
+    third = other.replace(b"Content-Length: 0\r\n", b"X-A: 1\r\nContent-Length: 0\r\n")
+    for _ in range(5):
+        parse_message(third)
+    assert len(m._SPECS["SIP/2.0 200"]) == 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 from sip_samples import crlf
-
 from sipline.sip import (
     AbsoluteURI,
     Request,
@@ -223,15 +222,15 @@ def test_3_1_1_7_longreq_long_values() -> None:
     display = "I have a user name of " + "extreme" * 10 + " proportion"
     text = "\n".join([
         "INVITE sip:user@example.com SIP/2.0",
-        f'To: "{display}"<sip:user@example.com:6000;unknownparam1=very{long}value;'
-        f"longparam{'name' * 25}=shortvalue;very{long}ParameterNameWithNoValue>",
-        f"F: sip:{'amazinglylongcallername' * 5}@example.net;tag={'1298298' * 30};"
-        f"unknownheaderparam{'name' * 20}=unknowheaderparam{'value' * 15};"
-        f"unknownValueless{'paramname' * 10}",
+        (f'To: "{display}"<sip:user@example.com:6000;unknownparam1=very{long}value;'
+         f"longparam{'name' * 25}=shortvalue;very{long}ParameterNameWithNoValue>"),
+        (f"F: sip:{'amazinglylongcallername' * 5}@example.net;tag={'1298298' * 30};"
+         f"unknownheaderparam{'name' * 20}=unknowheaderparam{'value' * 15};"
+         f"unknownValueless{'paramname' * 10}"),
         f"Call-ID: longreq.one{'really' * 20}longcallid",
         "CSeq: 3882340 INVITE",
-        f"Unknown-{'Long' * 20}-Name: unknown-{long}-value; unknown-{long}-parameter-name = "
-        f"unknown-{long}-parameter-value",
+        (f"Unknown-{'Long' * 20}-Name: unknown-{long}-value; unknown-{long}-parameter-name = "
+         f"unknown-{long}-parameter-value"),
         *vias,
         f"Via: SIP/2.0/TCP host.example.com;received=192.0.2.5;branch={branch}",
         "Max-Forwards: 70",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from sip_samples import crlf
-
 from sipline.sip import Request, SipParseError, SipURI, parse_message
 
 HEADERS = """\

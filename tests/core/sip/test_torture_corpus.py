@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from sipline.sip import (
     KEEPALIVE_PING,
     Request,

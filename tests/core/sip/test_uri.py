@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
-from sipline.sip import AbsoluteURI, SipParseError, SipURI, TelURI, parse_uri, unescape, uri_equal
+from sipline.sip import (
+    AbsoluteURI,
+    SipParseError,
+    SipURI,
+    TelURI,
+    parse_uri,
+    unescape,
+    uri_equal,
+)
 
 
 def test_basic_sip_uri() -> None:
@@ -190,10 +197,12 @@ def test_absolute_uris(text: str, scheme: str, opaque: str) -> None:
 
 
 def test_serialisation_is_canonical() -> None:
-    u = parse_uri("SIP:Alice@Atlanta.COM:5060;Transport=tcp;LR")
-    assert str(u) == "sip:Alice@atlanta.com:5060;Transport=tcp;LR"  # raw params kept
-    u.params["maddr"] = "10.1.1.1"  # materialised and mutated: re-serialised canonically
-    assert str(u) == "sip:Alice@atlanta.com:5060;transport=tcp;lr;maddr=10.1.1.1"
+    u = parse_uri("SIP:Alice@Atlanta.COM:5060;Transport=TCP;LR")
+    # Scheme, host and parameter names lowercased; user and parameter values as received.
+    assert str(u) == "sip:Alice@atlanta.com:5060;transport=TCP;lr"
+    u.params["maddr"] = "10.1.1.1"
+    assert str(u) == "sip:Alice@atlanta.com:5060;transport=TCP;lr;maddr=10.1.1.1"
+    assert str(parse_uri("sip:a@b;lr;x=Y%41")) == "sip:a@b;lr;x=Y%41"
 
 
 def test_copy_and_with_params_do_not_alias() -> None:
@@ -254,3 +263,16 @@ def test_uri_not_equal(a: str, b: str) -> None:
 def test_tel_and_absolute_equality() -> None:
     assert uri_equal(parse_uri("tel:+1-201-555-0123"), parse_uri("tel:+1.201.555.0123"))
     assert uri_equal(parse_uri("urn:x:%41"), parse_uri("URN:x:A"))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+        ("tel:+1-201-555-0123", "tel:+1.201.555.0123"),
+        ("urn:x:%41", "URN:x:A"),
+    ],
+)
+def test_equal_uris_hash_equal(a: str, b: str) -> None:
+    assert hash(parse_uri(a)) == hash(parse_uri(b))
+    assert len({parse_uri(a), parse_uri(b)}) == 1
