@@ -42,12 +42,25 @@ def target_uri(target: Any) -> SipURI:
     return uri
 
 
+_LITERALS: dict[str, str | None] = {}
+_LITERALS_MAX = 4096
+
+
 def _literal(host: str) -> str | None:
+    """The normalised IP address ``host`` spells, or None for a name (memoised)."""
+    try:
+        return _LITERALS[host]
+    except KeyError:
+        pass
     h = host[1:-1] if host.startswith("[") else host
     try:
-        return str(ipaddress.ip_address(h))
+        value: str | None = str(ipaddress.ip_address(h))
     except ValueError:
-        return None
+        value = None
+    if len(_LITERALS) >= _LITERALS_MAX:
+        _LITERALS.clear()  # bounded: a flood of distinct hosts only costs re-parsing
+    _LITERALS[host] = value
+    return value
 
 
 def resolve_target(uri: SipURI) -> tuple[str, str | None, int, str]:

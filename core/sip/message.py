@@ -320,6 +320,21 @@ class SipMessage:
             values = self._values = [_line_value(line) for line in self._lines]
         return values
 
+    def _values_of(self, key: str) -> list[str]:
+        """The values (unfolded, not stripped) of the lines of canonical name ``key``.
+
+        Only the matching lines are looked at: the hot path asks for absent or
+        rare headers (Route, Proxy-Require) on messages with many others.
+        """
+        keys = self._keys
+        if key not in keys:
+            return []
+        values = getattr(self, "_values", None)
+        if values is not None:
+            return [v for k, v in zip(keys, values) if k == key]
+        lines = self._lines
+        return [_line_value(lines[i]) for i, k in enumerate(keys) if k == key]
+
     def get(self, name: str) -> str | None:
         """The value of the first header line named ``name`` (unfolded, stripped), or None."""
         key = _key(name)
@@ -330,8 +345,7 @@ class SipMessage:
 
     def get_all(self, name: str) -> list[str]:
         """One value per header line named ``name``, in order."""
-        key = _key(name)
-        return [v.strip(" \t") for k, v in zip(self._keys, self._vals()) if k == key]
+        return [v.strip(" \t") for v in self._values_of(_key(name))]
 
     def get_list(self, name: str) -> list[str]:
         """The comma-separated elements of every ``name`` header line, in order."""
@@ -430,9 +444,8 @@ class SipMessage:
         vias = self._via
         if vias is None:
             vias = []
-            for k, v in zip(self._keys, self._vals()):
-                if k == "via":
-                    vias.extend(parse_via(v))
+            for v in self._values_of("via"):
+                vias.extend(parse_via(v))
             self._via = vias
         return vias
 
@@ -440,7 +453,15 @@ class SipMessage:
     def top_via(self) -> Via | None:
         vias = self._via
         if vias is None:
-            vias = self.via
+            keys = self._keys
+            if "via" not in keys:
+                return None
+            # Only the first line: a proxy asks for the top Via of requests and
+            # responses that carry several, and rarely for the others.
+            first = parse_via(_line_value(self._lines[keys.index("via")]))
+            if len(first) == self._keys.count("via") == 1 or not first:
+                self._via = first
+            return first[0] if first else None
         return vias[0] if vias else None
 
     @property
@@ -511,13 +532,12 @@ class SipMessage:
     def _parse_contacts(self) -> tuple[list[NameAddr], bool]:
         contacts: list[NameAddr] = []
         star = False
-        for k, v in zip(self._keys, self._vals()):
-            if k == "contact":
-                v = v.strip(" \t")
-                if v == "*":
-                    star = True
-                else:
-                    contacts.extend(parse_name_addr_list(v, what="Contact"))
+        for v in self._values_of("contact"):
+            v = v.strip(" \t")
+            if v == "*":
+                star = True
+            else:
+                contacts.extend(parse_name_addr_list(v, what="Contact"))
         if star and (contacts or self._keys.count("contact") > 1):
             raise SipParseError("Contact * mixed with other contacts")
         return contacts, star
@@ -534,9 +554,8 @@ class SipMessage:
 
     def _parse_addr_list(self, key: str, what: str) -> list[NameAddr]:
         out: list[NameAddr] = []
-        for k, v in zip(self._keys, self._vals()):
-            if k == key:
-                out.extend(parse_name_addr_list(v, what=what))
+        for v in self._values_of(key):
+            out.extend(parse_name_addr_list(v, what=what))
         return out
 
     @property
@@ -551,9 +570,8 @@ class SipMessage:
 
     def _parse_tokens(self, key: str, what: str, lower: bool) -> list[str]:
         out: list[str] = []
-        for k, v in zip(self._keys, self._vals()):
-            if k == key:
-                out.extend(parse_token_list(v, lower=lower, what=what))
+        for v in self._values_of(key):
+            out.extend(parse_token_list(v, lower=lower, what=what))
         return out
 
     def _tokens(self, key: str, what: str, lower: bool) -> list[str]:
