@@ -66,7 +66,8 @@ def run_one(kind: str, workers: int, scenario: str, port: int, args: argparse.Na
         return sipbench.run_sweep(
             server.label, scenario, host, port, [server.pid], rates, duration,
             max_calls=args.max_calls, local_port=args.local_port, uas_port=args.uas_port,
-            pause_ms=args.pause_ms, keep_going=args.keep_going, keep_traces=args.keep_traces)
+            pause_ms=args.pause_ms, keep_going=args.keep_going, keep_traces=args.keep_traces,
+            caller_transport=sipbench.caller_transport(args.caller_transport, workers))
     finally:
         server.stop()
 
@@ -98,7 +99,7 @@ def side_by_side(sip: Sweep, kam: Sweep | None) -> dict[str, Any]:
         line = f"{rate:>6} | {_cell(s)}"
         if kam:
             r = ratio(s.srv_cpu_per_1000 if s else None, k.srv_cpu_per_1000 if k else None)
-            line += f" | {_cell(k)} | {r if r is not None else '-':>5}"
+            line += f" | {_cell(k)} | {(f'{r:.2f}' if r is not None else '-'):>5}"
             if s and k and s.sustained and k.sustained and r is not None:
                 common = (rate, r)
         print(line)

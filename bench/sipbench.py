@@ -20,6 +20,15 @@ Let the script start the server itself (a fresh one, stopped by its PID at the e
 Side by side, sipline against Kamailio in one run: ``python bench/compare.py --help``
 (``--compare`` here does the same).
 
+Servers started here: sipline runs as ``python -m sipline run -c sipline.toml`` from a temp dir
+(one ``udp:`` listener, ``workers = N``, and for invite/register ``script = "routes.py"``,
+whose text comes from :func:`sipline_routes_script` - the function to adjust as the proxy and
+registrar APIs evolve - plus the ``registrar`` plugin when it is installed); Kamailio runs
+``kamailio -DD -E -f bench/kamailio.cfg -l udp:HOST:PORT -n N``. With N > 1 the caller sipp
+uses one socket per call (``--caller-transport``): sipline's workers share the port through
+SO_REUSEPORT, which the kernel balances by source address, so a single caller socket would
+load a single worker.
+
 Scenarios (sipp XML in ``bench/scenarios/``):
 
 * ``options``  - ``OPTIONS sip:127.0.0.1:PORT`` (no user part) to the server itself, 200 expected.
@@ -41,8 +50,9 @@ Columns
 
 =============  ===========================================================================
 rate           target calls/s given to sipp (``-r``)
-cps            achieved: successful calls / sipp's wall time (start to exit; includes the
-               last calls' duration, so the invite flow reads ~1-2 % low on short steps)
+cps            achieved: successful calls / time from sipp's start to the last success
+               (interpolated from sipp's 200 ms statistics rows); includes the duration of
+               the last call, so the invite flow reads ~1-2 % low on short steps
 ok / failed    successful calls; failed = calls created - successful (sipp failures plus
                calls still open when the run ended)
 fail%          failed / created. A step is *sustained* when ok > 0 and fail% < 0.1
@@ -56,6 +66,9 @@ CPU/1k         server CPU-seconds per 1000 successful calls (= CPU-ms per call):
                (INVITE, BYE) + ACK: 7 messages in and 7 out at the proxy
 cores          srvCPU / wall time (1.0 = one core fully busy)
 sippCPU        CPU-seconds of the sipp processes of the step (caller + callee)
+drops s/c/u    datagrams the kernel dropped during the step because a receive buffer was
+               full, on the server's port / the caller sipp's / the callee sipp's (from the
+               drops column of /proc/net/udp): loss that sipp then sees as retransmissions
 other          cores used by every other process on the machine during the step: well
                above 0 means something else competed for the CPUs; treat the step as noisy
 =============  ===========================================================================
@@ -178,6 +191,16 @@ def _read_stat(pid: int) -> tuple[int, float] | None:
     return int(rest[1]), (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
+def _start_time(pid: int) -> int | None:
+    """Start time of a process (clock ticks since boot), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    return int(data[data.rfind(b")") + 2 :].split()[19])
+
+
 def all_processes() -> dict[int, tuple[int, float]]:
     """Every process on the machine: pid -> (ppid, cpu seconds)."""
     out = {}
@@ -252,6 +275,22 @@ def udp_port_owners(port: int) -> list[int]:
         if ppid <= 1:
             tops.append(pid)
     return sorted(tops)
+
+
+def udp_drops() -> dict[int, int]:
+    """Kernel receive-buffer drops per local UDP port (all sockets on it), /proc/net/udp{,6}."""
+    out: dict[int, int] = {}
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as fh:
+                next(fh)
+                for line in fh:
+                    cols = line.split()
+                    port = int(cols[1].rsplit(":", 1)[1], 16)
+                    out[port] = out.get(port, 0) + int(cols[-1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
 
 
 def wait_reap(proc: subprocess.Popen, deadline: float) -> float:
@@ -421,6 +460,8 @@ class Server:
     workdir: Path
     log_path: Path
     ready_status: int | None = None
+    #: (pid, start time) of the processes it forked, recorded once it answered
+    children: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -434,14 +475,19 @@ class Server:
             except subprocess.TimeoutExpired:
                 _signal(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        # Kamailio forks workers; make sure none outlives its parent (by PID, ours only).
-        for pid in getattr(self, "_children", ()):
-            if _read_stat(pid) is not None:
+        # Workers forked by the server must not outlive it: SIGKILL any that is still there
+        # (the same process: PID and start time both match).
+        deadline = time.monotonic() + 5
+        for pid, started in self.children:
+            while _start_time(pid) == started and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _start_time(pid) == started:
                 _signal(pid, signal.SIGKILL)
 
     def remember_children(self) -> None:
         procs = all_processes()
-        self._children = sorted(tree_of([self.pid], procs) - {self.pid})  # type: ignore[attr-defined]
+        kids = sorted(tree_of([self.pid], procs) - {self.pid})
+        self.children = [(pid, st) for pid in kids if (st := _start_time(pid)) is not None]
 
     def log_tail(self, n: int = 15) -> str:
         try:
@@ -523,8 +569,9 @@ def sipp_version() -> str:
     return m.group(0).rstrip(".") if m else "?"
 
 
-def read_stat_csv(path: Path) -> dict[str, str] | None:
-    """The last row of a sipp ``-trace_stat`` file as a dict (cumulative counters)."""
+def read_stat_csv(path: Path) -> tuple[dict[str, str], list[tuple[float, int]]] | None:
+    """The last row of a sipp ``-trace_stat`` file as a dict (cumulative counters), and the
+    (epoch seconds, successful calls so far) of every periodic row (``-fd 200ms``)."""
     try:
         lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
@@ -532,11 +579,27 @@ def read_stat_csv(path: Path) -> dict[str, str] | None:
     if len(lines) < 2:
         return None
     head = lines[0].rstrip(";").split(";")
-    row = lines[-1].rstrip(";").split(";")
-    first = lines[1].rstrip(";").split(";")
-    out = dict(zip(head, row))
-    out["_FirstStart"] = first[0] if first else ""
-    return out
+    rows = [dict(zip(head, ln.rstrip(";").split(";"))) for ln in lines[1:]]
+    last = rows[-1]
+    last["_FirstStart"] = rows[0].get("StartTime", "")
+    progress = []
+    for r in rows:
+        t = _epoch(r.get("CurrentTime", ""))
+        if t is not None:
+            progress.append((t, _int(r, "SuccessfulCall(C)")))
+    return last, progress
+
+
+def _end_of_successes(progress: list[tuple[float, int]], ok: int) -> float | None:
+    """When the ``ok``-th call succeeded, interpolated between the periodic rows."""
+    prev_t, prev_ok = None, 0
+    for t, n in progress:
+        if n >= ok:
+            if prev_t is None or n == prev_ok:
+                return t
+            return prev_t + (ok - prev_ok) / (n - prev_ok) * (t - prev_t)
+        prev_t, prev_ok = t, n
+    return None
 
 
 def _epoch(stamp: str) -> float | None:
@@ -623,7 +686,9 @@ class Step:
     srv_cpu_s: float | None = None
     srv_cpu_per_1000: float | None = None
     srv_cores: float | None = None
+    srv_cpu_by_pid: dict[str, float] = field(default_factory=dict)
     sipp_cpu_s: float = 0.0
+    drops: dict[str, int] = field(default_factory=dict)
     other_cores: float | None = None
     sustained: bool = False
     saturated: bool = False
@@ -640,7 +705,8 @@ class Sipp:
     """Builds and runs the sipp processes of one step."""
 
     def __init__(self, host: str, port: int, scratch: Path, local_port: int, uas_port: int,
-                 pause_ms: int) -> None:
+                 pause_ms: int, caller_transport: str = "u1") -> None:
+        self.caller_transport = caller_transport
         self.host = host
         self.port = port
         self.scratch = scratch
@@ -656,7 +722,7 @@ class Sipp:
             "-mi", self.host,
             "-ci", self.host, "-cp", str(ports["control"]),
             "-mp", str(ports["media"]),
-            "-t", "u1", "-nostdin", "-buff_size", str(4 << 20),
+            "-nostdin", "-buff_size", str(4 << 20),
         ]
 
     def _ports(self, local: int, media_start: int, used: set[int]) -> dict[str, int]:
@@ -684,12 +750,12 @@ class Sipp:
                f"[{self.host}]:{self.port}",
                "-sf", str(SCENARIO_DIR / "uas_register.xml"), "-s", "uas",
                "-p", str(self.uas_port), *self._common(ports),
-               "-m", "1", "-recv_timeout", "3000", "-timeout", "8s",
+               "-t", "u1", "-m", "1", "-recv_timeout", "3000", "-timeout", "8s",
                "-trace_stat", "-stf", str(stf), "-fd", "1"]
         proc = self._spawn(cmd, f"uasreg{self.counter}")
         wait_reap(proc, time.monotonic() + 12)
-        stat = read_stat_csv(stf)
-        return bool(stat) and _int(stat, "SuccessfulCall(C)") >= 1
+        got = read_stat_csv(stf)
+        return bool(got) and _int(got[0], "SuccessfulCall(C)") >= 1
 
     def run_step(self, scenario: str, rate: int, calls: int, server_pids: list[int]) -> Step:
         self.counter += 1
@@ -717,10 +783,11 @@ class Sipp:
         scen = {"options": "options.xml", "register": "register.xml",
                 "invite": "uac_invite.xml"}[scenario]
         cmd = ["sipp", target, "-sf", str(SCENARIO_DIR / scen), "-p", str(local),
-               *self._common(ports),
+               *self._common(ports), "-t", self.caller_transport,
+               *(["-max_socket", "512"] if self.caller_transport == "un" else []),
                "-r", str(rate), "-m", str(calls), "-l", str(max(rate * 3, 100)),
                "-recv_timeout", str(RECV_TIMEOUT_MS), "-timeout", f"{timeout}s",
-               "-trace_stat", "-stf", str(stf), "-fd", "1",
+               "-trace_stat", "-stf", str(stf), "-fd", "200ms",
                "-trace_err", "-error_file", str(err)]
         if scenario == "register":
             cmd += ["-key", "runtag", f"{self.runtag}s{n}"]
@@ -735,18 +802,25 @@ class Sipp:
             step.ports.update({"uas": self.uas_port, "uas_control": uports["control"],
                                "uas_media": uports["media"]})
             ucmd = ["sipp", "-sf", str(SCENARIO_DIR / "uas.xml"), "-p", str(self.uas_port),
-                    *self._common(uports), "-m", str(calls),
+                    *self._common(uports), "-t", "u1", "-m", str(calls),
                     "-timeout", f"{timeout + 5}s",
                     "-trace_stat", "-stf", str(self.scratch / f"uas{n}.csv"), "-fd", "5"]
             uas = self._spawn(ucmd, f"uas{n}")
             time.sleep(0.3)
 
+        drops0 = udp_drops()
         before, tree_before = cpu_snapshot(server_pids)
         t0 = time.monotonic()
         caller = self._spawn(cmd, f"step{n}")
         sipp_cpu = wait_reap(caller, t0 + timeout + 15)
         wall = time.monotonic() - t0
         after, tree_after = cpu_snapshot(server_pids)
+        drops1 = udp_drops()
+        # Datagrams the kernel dropped because a socket's receive buffer was full.
+        for name, dport in (("server", self.port), ("caller", local), ("callee", self.uas_port)):
+            if name == "callee" and scenario != "invite":
+                continue
+            step.drops[name] = max(0, drops1.get(dport, 0) - drops0.get(dport, 0))
         step.sipp_rc = caller.returncode
         if uas is not None:
             sipp_cpu += wait_reap(uas, time.monotonic() + UAS_GRACE)
@@ -755,9 +829,11 @@ class Sipp:
         # Server CPU: the process tree, processes alive at both ends.
         if server_pids:
             tree = tree_before | tree_after
-            srv = sum(after[p][1] - before[p][1] for p in tree if p in before and p in after)
-            srv += sum(after[p][1] for p in tree_after - tree_before if p in after)
-            step.srv_cpu_s = round(srv, 3)
+            per = {p: after[p][1] - before[p][1] for p in tree if p in before and p in after}
+            per.update({p: after[p][1] for p in tree_after - tree_before if p in after})
+            step.srv_cpu_s = round(sum(per.values()), 3)
+            # Which process of the tree did the work (workers, timers...): in the JSON only.
+            step.srv_cpu_by_pid = {str(p): round(c, 2) for p, c in sorted(per.items()) if c}
         else:
             tree = set()
         mine = {os.getpid(), caller.pid} | ({uas.pid} if uas is not None else set())
@@ -765,20 +841,27 @@ class Sipp:
                     if p in before and p not in tree and p not in mine)
         step.other_cores = round(other / wall, 2) if wall > 0 else None
 
-        stat = read_stat_csv(stf)
-        if stat is None:
+        got = read_stat_csv(stf)
+        if got is None:
             step.note = f"sipp wrote no statistics (exit {caller.returncode}); see its output"
             step.wall_s = round(wall, 3)
             step.first_unexpected = _tail(self.scratch / f"step{n}.out")
             return step
+        stat, progress = got
         step.created = _int(stat, "OutgoingCall(C)") or _int(stat, "TotalCallCreated")
         step.ok = _int(stat, "SuccessfulCall(C)")
         step.failed = max(step.created - step.ok, _int(stat, "FailedCall(C)"))
         step.retrans = _int(stat, "Retransmissions(C)")
-        start, end = _epoch(stat.get("_FirstStart", "")), _epoch(stat.get("CurrentTime", ""))
-        sipp_wall = (end - start) if start and end and end > start else wall
-        step.wall_s = round(sipp_wall, 3)
-        step.achieved_cps = round(step.ok / sipp_wall, 1) if sipp_wall > 0 else 0.0
+        # Achieved rate: successes over the time from sipp's start to the last success
+        # (interpolated between the 200 ms statistics rows), so a few calls that hang
+        # until the receive timeout do not dilute it.
+        start = _epoch(stat.get("_FirstStart", ""))
+        end = _epoch(stat.get("CurrentTime", ""))
+        last_ok = _end_of_successes(progress, step.ok) if step.ok else None
+        span = (last_ok - start) if start and last_ok and last_ok > start else \
+            ((end - start) if start and end and end > start else wall)
+        step.wall_s = round((end - start) if start and end and end > start else wall, 3)
+        step.achieved_cps = round(step.ok / span, 1) if span > 0 else 0.0
         step.fail_pct = round(100.0 * step.failed / step.created, 3) if step.created else 100.0
         timer = _timer_name(stat)
         if timer is not None:
@@ -813,7 +896,7 @@ def _tail(path: Path, n: int = 3) -> str | None:
 
 HEADER = (f"{'rate':>6} {'cps':>8} {'ok':>7} {'failed':>6} {'fail%':>7} {'retr':>6} "
           f"{'p50':>5} {'p99':>5} {'srvCPU':>7} {'CPU/1k':>7} {'cores':>5} {'sippCPU':>7} "
-          f"{'other':>5}")
+          f"{'other':>5} {'drops s/c/u':>11}")
 
 
 def _f(v: Any, fmt: str, width: int) -> str:
@@ -824,7 +907,12 @@ def format_step(s: Step) -> str:
     return (f"{s.rate:>6} {s.achieved_cps:>8.1f} {s.ok:>7} {s.failed:>6} {s.fail_pct:>7.3f} "
             f"{s.retrans:>6} {(s.rt_p50 or '-'):>5} {(s.rt_p99 or '-'):>5} "
             f"{_f(s.srv_cpu_s, '.2f', 7)} {_f(s.srv_cpu_per_1000, '.3f', 7)} "
-            f"{_f(s.srv_cores, '.2f', 5)} {s.sipp_cpu_s:>7.2f} {_f(s.other_cores, '.2f', 5)}")
+            f"{_f(s.srv_cores, '.2f', 5)} {s.sipp_cpu_s:>7.2f} {_f(s.other_cores, '.2f', 5)} "
+            f"{_drops(s.drops):>11}")
+
+
+def _drops(d: dict[str, int]) -> str:
+    return "/".join(str(d[k]) if k in d else "-" for k in ("server", "caller", "callee"))
 
 
 @dataclass
@@ -874,12 +962,12 @@ def run_sweep(label: str, scenario: str, host: str, port: int, server_pids: list
               rates: list[int], duration: float, *, max_calls: int = DEFAULT_MAX_CALLS,
               local_port: int = DEFAULT_LOCAL_PORT, uas_port: int = DEFAULT_UAS_PORT,
               pause_ms: int = 100, keep_going: bool = False, keep_traces: bool = False,
-              out=sys.stdout) -> Sweep:
+              caller_transport: str = "u1", out=sys.stdout) -> Sweep:
     sweep = Sweep(label, scenario, f"{host}:{port}", list(server_pids), list(rates), duration)
     scratch = Path(tempfile.mkdtemp(prefix=f"sipbench-{scenario}-"))
-    sipp = Sipp(host, port, scratch, local_port, uas_port, pause_ms)
+    sipp = Sipp(host, port, scratch, local_port, uas_port, pause_ms, caller_transport)
     print(f"\n== {label}: {scenario} -> {host}:{port}, server pids {server_pids or 'unknown'}, "
-          f"{duration:g} s steps ==", file=out)
+          f"{duration:g} s steps, caller sipp -t {caller_transport} ==", file=out)
     if not server_pids:
         sweep.warnings.append("no server PID: CPU columns are empty")
         print("   (no server PID found or given: no CPU figures)", file=out)
@@ -936,6 +1024,12 @@ def machine_info() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "-C", str(BENCH_DIR), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True, timeout=5).stdout.strip()
+        # Uncommitted changes in the server's sources: the figures are not those of HEAD.
+        dirty = subprocess.run(["git", "-C", str(BENCH_DIR.parent), "status", "--porcelain",
+                                "--", "core", "plugins", "pyproject.toml"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        if commit and dirty:
+            commit += "+dirty"
     except (OSError, subprocess.TimeoutExpired):
         commit = ""
     try:
@@ -1006,10 +1100,23 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
                    help="first UDP port tried for the caller sipp (default %(default)s)")
     p.add_argument("--pause-ms", type=int, default=100,
                    help="invite flow: pause between ACK and BYE (default %(default)s)")
+    p.add_argument("--caller-transport", choices=("auto", "u1", "un"), default="auto",
+                   help="sipp -t of the caller: u1 = one UDP socket, un = one socket per call "
+                        "(at most 512, then reused). With [server] workers > 1 (SO_REUSEPORT) "
+                        "the kernel picks the worker by source address, so u1 sends everything "
+                        "to one worker and un spreads the calls. auto (default): un when the "
+                        "server started here has more than one worker, else u1")
     p.add_argument("--keep-going", action="store_true",
                    help="run every rate even after a step that is not sustained")
     p.add_argument("--keep-traces", action="store_true", help="keep sipp's scratch files")
     p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
+
+
+def caller_transport(choice: str, workers: int) -> str:
+    """sipp -t for the caller: 'auto' spreads the calls over several sockets for workers > 1."""
+    if choice == "auto":
+        return "un" if workers > 1 else "u1"
+    return choice
 
 
 def resolve_rates(args: argparse.Namespace) -> tuple[list[int], float]:
@@ -1083,7 +1190,9 @@ def main(argv: list[str] | None = None) -> int:
         sweep = run_sweep(label, args.scenario, host, port, pids, rates, duration,
                           max_calls=args.max_calls, local_port=args.local_port,
                           uas_port=args.uas_port, pause_ms=args.pause_ms,
-                          keep_going=args.keep_going, keep_traces=args.keep_traces)
+                          keep_going=args.keep_going, keep_traces=args.keep_traces,
+                          caller_transport=caller_transport(args.caller_transport,
+                                                            args.workers if args.start else 1))
         if args.json:
             write_json(args.json, {"machine": info, "sweeps": [sweep]})
     finally:

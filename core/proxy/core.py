@@ -372,6 +372,10 @@ class Proxy:
         msg = ctx.msg
         if not targets:
             return Relayed(False, error=RelayError.NO_TARGET, detail="no branch to relay to")
+        if msg.max_forwards == 0:
+            # §16.3 step 3: never forward it. The server answered 483 before routing to
+            # everything but an ACK, which is dropped here (it would leave with -1).
+            return Relayed(False, error=RelayError.TOO_MANY_HOPS)
         try:
             lhash = self.loop_hash(msg)
             if self.is_loop(msg, lhash):
@@ -510,11 +514,14 @@ class Proxy:
         branch.timer = None
         if branch.done:
             return
-        if branch.provisional:
-            self.send_cancel(branch)
-        elif branch.txn is not None:
+        provisional = branch.provisional
+        if not provisional and branch.txn is not None:
             branch.txn.terminate()
+        # The 408 is the branch's answer before the CANCEL goes out: send_cancel marks
+        # the branch cancelled, which branch_failed would turn into a 487.
         branch.rc.branch_failed(branch, 408, "Request Timeout")
+        if provisional:
+            self.send_cancel(branch)
 
     def send_cancel(self, branch: Branch) -> None:
         """CANCEL one pending INVITE branch (§9.1): only after a provisional arrived."""

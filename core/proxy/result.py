@@ -15,6 +15,7 @@ class RelayError(enum.Enum):
     SEND_FAILED = (503, "Service Unavailable")  # the transport refused every branch
     NO_TRANSPORT = (503, "Service Unavailable")  # no listener of the needed transport/family
     LOOP = (482, "Loop Detected")  # RFC 3261 §16.3 step 4
+    TOO_MANY_HOPS = (483, "Too Many Hops")  # Max-Forwards 0 (§16.3 step 3)
     TRANSACTION_EXISTS = (0, "")  # already relayed: the existing transaction answers
 
     @property
