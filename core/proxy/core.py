@@ -57,7 +57,7 @@ class Branch:
 
     __slots__ = (
         "rc", "index", "target", "request", "hop", "txn", "final", "provisional",
-        "timer", "cancel_wanted", "cancelled", "done", "flags",
+        "timer", "cancel_wanted", "cancel_reason", "cancelled", "done", "flags",
     )
 
     def __init__(self, rc: ResponseContext, index: int, target: str, flags: set[str]) -> None:
@@ -72,6 +72,7 @@ class Branch:
         self.provisional = False
         self.timer: Any = None
         self.cancel_wanted = False
+        self.cancel_reason: str | None = None
         self.cancelled = False
         self.done = False
 
@@ -205,9 +206,11 @@ class ResponseContext:
         self.maybe_complete()
 
     def cancel_pending(self, reason: str | None = None) -> None:
+        """CANCEL every pending branch; ``reason`` goes in a Reason header (RFC 3326)."""
         for b in self.branches:
             if not b.done and not b.cancelled:
                 b.cancel_wanted = True
+                b.cancel_reason = reason
                 if b.provisional:
                     self.proxy.send_cancel(b)
 
@@ -531,6 +534,8 @@ class Proxy:
             return
         branch.cancelled = True
         cancel = make_cancel(branch.request)
+        if branch.cancel_reason:
+            cancel.add_header("Reason", branch.cancel_reason)
         hop = branch.hop
         txn = self.layer.create_client(cancel, hop.send, hop.proto != "udp", _CancelUser())
         txn.start()
