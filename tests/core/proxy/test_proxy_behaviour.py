@@ -1,0 +1,216 @@
+"""Proxy core behaviours with raw loopback peers: best response, challenges, strict routing,
+double Record-Route, stateless forwarding (RFC 3261 §16)."""
+
+from __future__ import annotations
+
+import socket
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sipline.routing.script import load_script
+from sipline.sip import make_response, parse_message
+from sipline.testing import SipClient, free_port, inprocess_server
+
+
+class Peer:
+    """A raw UDP (or TCP listening) socket acting as a UAS behind the proxy."""
+
+    def __init__(self, proto: str = "udp") -> None:
+        self.proto = proto
+        kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+        self.sock = socket.socket(socket.AF_INET, kind)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(3)
+        if proto == "tcp":
+            self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.uri = f"sip:uas@127.0.0.1:{self.port}" + (";transport=tcp" if proto == "tcp" else "")
+        self.conn: socket.socket | None = None
+
+    def receive(self, method: str = "INVITE"):
+        while True:
+            if self.proto == "udp":
+                data, addr = self.sock.recvfrom(65535)
+            else:
+                if self.conn is None:
+                    self.conn, _ = self.sock.accept()
+                    self.conn.settimeout(3)
+                data, addr = self.conn.recv(65535), None
+            msg = parse_message(data, stream=self.proto == "tcp")
+            if getattr(msg, "method", None) == method:
+                return msg, addr
+
+    def answer(self, msg, addr, status: int, headers=()) -> None:
+        reply = make_response(msg, status, to_tag=f"t{self.port}", headers=list(headers))
+        if self.proto == "udp":
+            self.sock.sendto(reply.to_bytes(), addr)
+        else:
+            assert self.conn is not None
+            self.conn.sendall(reply.to_bytes())
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def peers():
+    made: list[Peer] = []
+
+    def make(proto: str = "udp") -> Peer:
+        p = Peer(proto)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def script(tmp_path: Path, body: str):
+    path = tmp_path / f"routes_{uuid.uuid4().hex[:6]}.py"
+    path.write_text(textwrap.dedent(body))
+    return load_script(path)
+
+
+def request(client: SipClient, method: str = "INVITE", ruri: str | None = None, extra: str = "") -> bytes:
+    host, port = client.server
+    ruri = ruri or f"sip:svc@{host}:{port}"
+    return (
+        f"{method} {ruri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {client.local_hostport};branch=z9hG4bK{uuid.uuid4().hex[:10]};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:caller@{host}>;tag=c1\r\n"
+        f"To: <sip:svc@{host}>\r\n"
+        f"Call-ID: {uuid.uuid4().hex}\r\n"
+        f"CSeq: 1 {method}\r\n"
+        f"Contact: <sip:caller@{client.local_hostport}>\r\n"
+        f"{extra}"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def final(client: SipClient):
+    while True:
+        msg = parse_message(client.recv(3))
+        if msg.status >= 200:
+            return msg
+
+
+def test_best_response_prefers_lowest_class_and_hides_503(tmp_path, peers):
+    a, b = peers(), peers()
+    plugin = script(tmp_path, f"""
+        def route_request(ctx):
+            if ctx.msg.method == "INVITE":
+                return ctx.relay("{a.uri}", "{b.uri}")
+    """)
+    with inprocess_server(script=plugin) as srv:
+        client = SipClient(srv.address())
+        client.send(request(client))
+        ma, aa = a.receive()
+        mb, ab = b.receive()
+        a.answer(ma, aa, 503)
+        b.answer(mb, ab, 404)
+        assert final(client).status == 404
+        # a single 503 becomes 500 upstream (§16.7 step 6)
+        client.send(request(client))
+        ma, aa = a.receive()
+        mb, ab = b.receive()
+        a.answer(ma, aa, 503)
+        b.answer(mb, ab, 503)
+        got = final(client)
+        assert got.status == 500
+        client.close()
+
+
+def test_challenges_of_all_branches_are_aggregated(tmp_path, peers):
+    a, b = peers(), peers()
+    plugin = script(tmp_path, f"""
+        def route_request(ctx):
+            if ctx.msg.method == "INVITE":
+                return ctx.relay("{a.uri}", "{b.uri}")
+    """)
+    with inprocess_server(script=plugin) as srv:
+        client = SipClient(srv.address())
+        client.send(request(client))
+        ma, aa = a.receive()
+        mb, ab = b.receive()
+        a.answer(ma, aa, 407, [("Proxy-Authenticate", 'Digest realm="a", nonce="1"')])
+        b.answer(mb, ab, 401, [("WWW-Authenticate", 'Digest realm="b", nonce="2"')])
+        got = final(client)
+        assert got.status in (401, 407)
+        assert got.get_all("Proxy-Authenticate") == ['Digest realm="a", nonce="1"']
+        assert got.get_all("WWW-Authenticate") == ['Digest realm="b", nonce="2"']
+        client.close()
+
+
+def test_strict_router_next_hop_gets_the_route_in_the_request_uri(tmp_path, peers):
+    a = peers()
+    plugin = script(tmp_path, """
+        def route_request(ctx):
+            if ctx.msg.method == "INVITE":
+                ctx.loose_route()
+                return ctx.relay()
+    """)
+    with inprocess_server(script=plugin) as srv:
+        client = SipClient(srv.address())
+        original = "sip:bob@example.org"
+        client.send(request(client, ruri=original, extra=f"Route: <sip:127.0.0.1:{a.port}>\r\n"))
+        got, addr = a.receive()
+        assert got.raw_uri == f"sip:127.0.0.1:{a.port}"
+        assert got.get_list("Route")[-1] == f"<{original}>"
+        a.answer(got, addr, 486)
+        assert final(client).status == 486
+        client.close()
+
+
+def test_double_record_route_when_changing_transport(tmp_path, peers):
+    tcp_peer = peers("tcp")
+    port = free_port()
+    plugin = script(tmp_path, f"""
+        def route_request(ctx):
+            if ctx.msg.method == "INVITE":
+                ctx.record_route()
+                return ctx.relay("{tcp_peer.uri}")
+    """)
+    toml = {"server": {"listen": [f"udp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}"]}}
+    with inprocess_server(toml, script=plugin) as srv:
+        client = SipClient(srv.address())
+        client.send(request(client))
+        got, _ = tcp_peer.receive()
+        rr = got.get_list("Record-Route")
+        assert rr == [f"<sip:127.0.0.1:{port};transport=tcp;lr>", f"<sip:127.0.0.1:{port};lr>"]
+        assert got.top_via.transport == "TCP"
+        tcp_peer.answer(got, None, 200, [("Record-Route", v) for v in rr])  # a UAS copies them
+        ok = final(client)
+        assert ok.status == 200 and ok.get_list("Record-Route") == rr
+        client.close()
+
+
+def test_stateless_forward_routes_the_answer_by_via(tmp_path, peers):
+    a = peers()
+    plugin = script(tmp_path, f"""
+        def route_request(ctx):
+            if ctx.msg.method == "MESSAGE":
+                ctx.set_ruri("{a.uri}")
+                return ctx.forward()
+    """)
+    with inprocess_server(script=plugin) as srv:
+        client = SipClient(srv.address())
+        data = request(client, "MESSAGE")
+        client.send(data)
+        got, addr = a.receive("MESSAGE")
+        assert len(got.via) == 2
+        # a retransmission is forwarded again with the same branch (§16.11)
+        client.send(data)
+        again, _ = a.receive("MESSAGE")
+        assert again.top_via.branch == got.top_via.branch
+        a.answer(got, addr, 202)
+        answer = parse_message(client.recv(3))
+        assert answer.status == 202 and len(answer.via) == 1
+        assert len(srv.server.proxy.layer) == 0  # no transaction was created
+        client.close()
