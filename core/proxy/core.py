@@ -291,6 +291,9 @@ class Proxy:
         cfg = server.config.proxy
         self.timers = TimerConfig(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4, c=cfg.fr_inv_timeout)
         self.fr_timeout = cfg.fr_timeout or self.timers.b
+        # The client transaction's Timer B/F already ends a silent branch with
+        # a timeout; an own timer is only needed for a shorter fr_timeout.
+        self._fr_timer = self.fr_timeout < self.timers.b
         self.fr_inv_timeout = cfg.fr_inv_timeout
         self.clock: Clock | None = None
         self.layer: TransactionLayer = None  # type: ignore[assignment]
@@ -494,7 +497,8 @@ class Proxy:
             return None
         txn = self.layer.create_client(req, hop.send, proto != "udp", branch)
         branch.txn = txn
-        self.arm_timer(branch, self.fr_timeout)
+        if self._fr_timer:
+            self.arm_timer(branch, self.fr_timeout)
         if not txn.start():
             return RelayError.SEND_FAILED
         return None
