@@ -86,7 +86,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import glob
 import ipaddress
 import json
 import os
