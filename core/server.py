@@ -94,6 +94,7 @@ class Server:
         self.server_header: tuple[tuple[str, str], ...] = (("Server", header),) if header else ()
         self.proxy = Proxy(self)
         self._transport_index: dict[tuple[str, bool], Transport] = {}
+        self.own_routes: frozenset[str] = frozenset()
         self._has_message_hooks = bool(self.pipeline.impls("message_received"))
         self._refresh_capabilities()
 
@@ -252,6 +253,9 @@ class Server:
                 self._local_hosts.add("localhost")
             self._local_ports.add(transport.local[1])
             self._transport_index.setdefault((listen.transport, ":" in listen.host), transport)
+        #: Our Record-Route values as we write them: loose_route recognises
+        #: them in Route headers without parsing.
+        self.own_routes = frozenset(self.record_route_value(t) for t in self.transports)
         self.spawn(self._timer_loop())
         for t in self.transports:
             log.info("listening on %s:%s", t.proto, _fmt(t.local))

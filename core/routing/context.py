@@ -218,6 +218,21 @@ class RequestContext(_ScriptApiMixin):
             return True
         if not had_routes:
             return False
+        # Fast path: Route lines that are exactly a Record-Route value we wrote
+        # (what user agents echo back), recognised without parsing them.
+        own = server.own_routes
+        lines = msg.get_all("route")
+        mine = 0
+        for line in lines:
+            if line not in own:
+                break
+            mine += 1
+        if mine and (mine == len(lines) or "," not in lines[mine]):
+            msg.remove_header("route")
+            for line in lines[mine:]:
+                msg.add_header("Route", line)
+            self.own_route = True
+            return True
         values = msg.get_list("route")
         routes = msg.routes
         keep = 0
