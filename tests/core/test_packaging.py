@@ -19,5 +19,7 @@ def test_every_core_package_is_listed_in_pyproject():
         "sipline" + "".join("." + part for part in init.parent.relative_to(ROOT / "core").parts)
         for init in (ROOT / "core").rglob("__init__.py")
     }
+    found.add("sipline.migrations")  # migrations/ (package-dir mapping), checked below
+    assert (ROOT / "migrations" / "__init__.py").is_file()
     assert found - listed == set(), "add these to [tool.setuptools] packages"
     assert listed - found == set(), "these are listed but do not exist"
