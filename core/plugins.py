@@ -231,7 +231,29 @@ class Pipeline:
 
     def plugin_at(self, stage: str, index: int) -> str:
         """The name of the plugin at ``index`` of ``stage``."""
-        return self._stages[stage][index][0]
+        return self._stages[stage][index][0] if index >= 0 else "script handler"
+
+    async def settle(self, stage: str, ctx: Any, index: int, awaitable: Any) -> Any:
+        """Finish a firstresult stage whose implementation ``index`` returned ``awaitable``.
+
+        An awaitable resolving to ``None`` is a late decline: the pipeline resumes at
+        ``index + 1`` (``index`` -1 means the awaitable came from outside the pipeline,
+        e.g. an armed failure handler, so every implementation is asked).
+
+        :returns: the deciding result, or None when everything declined.
+        :raises HookError: naming the plugin whose implementation (or awaitable) raised.
+        """
+        while True:
+            try:
+                result = await awaitable
+            except Exception as exc:
+                raise HookError(self.plugin_at(stage, index), stage, exc) from exc
+            if result is not None:
+                return result
+            index, result = self.first_at(stage, ctx, index + 1)
+            if not inspect.isawaitable(result):
+                return result
+            awaitable = result
 
     def each(self, stage: str, ctx: Any) -> list[tuple[str, Any]]:
         """Call every ``stage`` implementation; collect the non-None results."""

@@ -365,7 +365,7 @@ class Server:
     def _on_parse_error(self, exc: SipParseError, data: bytes, source: Source) -> None:
         ctx = ErrorContext(exc, data, source, self)
         try:
-            _, action = self.pipeline.first("route_error", ctx)
+            index, action = self.pipeline.first_at("route_error", ctx)
         except HookError as err:
             # Unlike route_request, a failing route_error drops: the input
             # was already broken and a 500 would blame the server.
@@ -373,15 +373,17 @@ class Server:
             return
         partial = exc.message
         if inspect.isawaitable(action):
-            self.spawn(self._finish_error(action, partial, source))
+            self.spawn(self._finish_error(ctx, index, action, partial, source))
             return
         self._answer_error(action, partial, source, exc)
 
-    async def _finish_error(self, awaitable: Any, msg: Any, source: Source) -> None:
+    async def _finish_error(
+        self, ctx: ErrorContext, index: int, awaitable: Any, msg: Any, source: Source
+    ) -> None:
         try:
-            action = await awaitable
-        except Exception:
-            log.exception("asynchronous route_error failed")
+            action = await self.pipeline.settle("route_error", ctx, index, awaitable)
+        except HookError as err:
+            log.error("%s", err, exc_info=err.exc)
             return
         self._answer_error(action, msg, source, None)
 
@@ -481,32 +483,16 @@ class Server:
     async def _resume(
         self, stage: str, ctx: Any, index: int, awaitable: Any, msg: Request, source: Source
     ) -> None:
-        """Finish a firstresult stage whose implementation returned an awaitable.
-
-        An awaitable resolving to ``None`` is an asynchronous decline: the
-        pipeline resumes with the next implementation.
-        """
-        pipeline = self.pipeline
-        while True:
-            try:
-                action = await awaitable
-            except Exception:
-                log.exception("plugin %r failed in %s", pipeline.plugin_at(stage, index), stage)
-                action = _INTERNAL_ERROR
-            if action is not None:
-                break
-            try:
-                index, action = pipeline.first_at(stage, ctx, index + 1)
-            except HookError as err:
-                self._hook_failed(err, msg, source)
-                return
-            except SipParseError as exc:
-                if msg.method != "ACK":
-                    self.reply(msg, source, exc.status, exc.reason)
-                return
-            if not inspect.isawaitable(action):
-                break
-            awaitable = action
+        """Finish a request's firstresult stage whose implementation returned an awaitable."""
+        try:
+            action = await self.pipeline.settle(stage, ctx, index, awaitable)
+        except HookError as err:
+            self._hook_failed(err, msg, source)
+            return
+        except SipParseError as exc:
+            if msg.method != "ACK":
+                self.reply(msg, source, exc.status, exc.reason)
+            return
         if action is None:
             if stage == "message_received":
                 self._process_request(msg, source)
@@ -558,27 +544,13 @@ class Server:
         self._route_reply(msg, source)
 
     async def _resume_response(self, ctx: MessageContext, index: int, awaitable: Any) -> None:
-        while True:
-            try:
-                action = await awaitable
-            except Exception:
-                log.exception(
-                    "plugin %r failed in message_received",
-                    self.pipeline.plugin_at("message_received", index),
-                )
-                return
-            if action is not None:
-                return
-            try:
-                index, action = self.pipeline.first_at("message_received", ctx, index + 1)
-            except HookError as err:
-                log.error("%s", err, exc_info=err.exc)
-                return
-            if action is None:
-                break
-            if not inspect.isawaitable(action):
-                return
-            awaitable = action
+        try:
+            action = await self.pipeline.settle("message_received", ctx, index, awaitable)
+        except HookError as err:
+            log.error("%s", err, exc_info=err.exc)
+            return
+        if action is not None:
+            return  # any action on a response means: stop here
         if not self.proxy.on_response(ctx.msg, ctx.source):  # type: ignore[arg-type]
             self._route_reply(ctx.msg, ctx.source)  # type: ignore[arg-type]
 
@@ -643,25 +615,14 @@ class Server:
             return True
         return self._failure_result(rc, result)
 
-    async def _resume_failure(self, rc: Any, fctx: FailureContext, index: int, awaitable: Any, best: Response) -> None:
-        while True:
-            try:
-                result = await awaitable
-            except Exception:
-                log.exception("asynchronous failure handling failed")
-                result = None
-                break
-            if result is not None:
-                break
-            try:
-                index, result = self.pipeline.first_at("route_failure", fctx, index + 1)
-            except HookError as err:
-                log.error("%s", err, exc_info=err.exc)
-                result = None
-                break
-            if not inspect.isawaitable(result):
-                break
-            awaitable = result
+    async def _resume_failure(
+        self, rc: Any, fctx: FailureContext, index: int, awaitable: Any, best: Response
+    ) -> None:
+        try:
+            result = await self.pipeline.settle("route_failure", fctx, index, awaitable)
+        except HookError as err:
+            log.error("%s", err, exc_info=err.exc)
+            result = None
         if not self._failure_result(rc, result) and not rc.final_sent and not rc.pending():
             rc.forward_best(best)
 
