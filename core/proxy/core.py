@@ -134,6 +134,8 @@ class ResponseContext:
         body: bytes = b"",
     ) -> None:
         """Answer upstream with a locally generated response through the server transaction."""
+        if self.ctx is None:
+            return  # released: the final response was already sent
         server = self.proxy.server
         msg = self.ctx.msg
         response = make_response(
@@ -154,9 +156,46 @@ class ResponseContext:
         txn = self.server_txn
         if txn is not None and txn.state is not State.TERMINATED:
             txn.send_response(response)
+        if self.final_sent:
+            self.release()
+
+    def release(self) -> None:
+        """Hand the transactions of a finished response context to a stateless stand-in.
+
+        Once the final response went upstream and no branch is pending, the
+        context has nothing left to decide, but its transactions live on for
+        their timers (up to 32 s). Detaching them frees the context, its
+        branches, the request copies and the routing context by reference
+        counting right now, instead of keeping them for the collector: that is
+        most of what a call allocates. Late 2xx retransmissions still go
+        upstream statelessly (RFC 6026).
+        """
+        if self.completing or any(not b.done for b in self.branches):
+            return
+        detached = self.proxy.detached
+        for b in self.branches:
+            b.stop_timer()
+            txn = b.txn
+            if txn is not None:
+                txn.user = detached
+                b.txn = None
+            b.request = None
+            b.final = None
+        self.branches = []
+        txn = self.server_txn
+        if txn is not None:
+            txn.user = detached
+            self.server_txn = None
+        ctx = self.ctx
+        if ctx is not None:
+            ctx.response_context = None
+            ctx.failure_handler = None
+            self.ctx = None
 
     # -- branch events -------------------------------------------------------------------
     def branch_response(self, branch: Branch, response: Response) -> None:
+        if self.ctx is None:
+            return
         if branch.done and response.status >= 300:
             return  # e.g. the 487 after Timer C already produced a local 408
         status = response.status
@@ -188,10 +227,12 @@ class ResponseContext:
         if status >= 600:
             self.cancel_pending()
         self.maybe_complete()
+        if self.final_sent:
+            self.release()  # a late final from a cancelled branch was the last one
 
     def branch_failed(self, branch: Branch, status: int, reason: str) -> None:
         """A branch ended without a response from downstream: make a local one (§16.7 step 2)."""
-        if branch.done:
+        if branch.done or self.ctx is None:
             return
         branch.stop_timer()
         branch.done = True
@@ -204,6 +245,8 @@ class ResponseContext:
         except (SipParseError, IndexError):
             pass
         self.maybe_complete()
+        if self.final_sent:
+            self.release()
 
     def cancel_pending(self, reason: str | None = None) -> None:
         """CANCEL every pending branch; ``reason`` goes in a Reason header (RFC 3326)."""
@@ -299,6 +342,7 @@ class Proxy:
         self.layer: TransactionLayer = None  # type: ignore[assignment]
         self._ids = itertools.count(1)
         self.last_source: Source | None = None
+        self.detached = _Detached(self)
         self._prefix = os.urandom(3).hex()
 
     def start(self, loop: Any) -> None:
@@ -328,6 +372,9 @@ class Proxy:
                 self._answer_cancel(msg, source)
                 if not rc.final_sent:
                     rc.cancel()
+                return True
+            if rc is self.detached:
+                self._answer_cancel(msg, source)  # too late to cancel, but known (§9.2)
                 return True
         return False
 
@@ -521,22 +568,25 @@ class Proxy:
         branch.timer = None
         if branch.done:
             return
-        provisional = branch.provisional
-        if not provisional and branch.txn is not None:
+        if branch.provisional:
+            # CANCEL first (while the branch still has its request), without
+            # marking it cancelled: its answer upstream is this 408, not a 487.
+            self.send_cancel(branch, mark=False)
+        elif branch.txn is not None:
             branch.txn.terminate()
-        # The 408 is the branch's answer before the CANCEL goes out: send_cancel marks
-        # the branch cancelled, which branch_failed would turn into a 487.
         branch.rc.branch_failed(branch, 408, "Request Timeout")
-        if provisional:
-            self.send_cancel(branch)
 
-    def send_cancel(self, branch: Branch) -> None:
-        """CANCEL one pending INVITE branch (§9.1): only after a provisional arrived."""
+    def send_cancel(self, branch: Branch, *, mark: bool = True) -> None:
+        """CANCEL one pending INVITE branch (§9.1): only after a provisional arrived.
+
+        ``mark`` records the branch as cancelled, so that a local final for it
+        becomes 487 (an upstream CANCEL); Timer C passes False (it answers 408).
+        """
         if branch.cancelled or branch.request is None or branch.hop is None:
             return
         if branch.request.method != "INVITE":
             return
-        branch.cancelled = True
+        branch.cancelled = mark
         cancel = make_cancel(branch.request)
         if branch.cancel_reason:
             cancel.add_header("Reason", branch.cancel_reason)
@@ -616,6 +666,36 @@ class Proxy:
         if transport is None:
             return False
         return bool(transport.send(msg.to_bytes(), (host, port)))
+
+
+class _Detached:
+    """The user of transactions whose response context was released.
+
+    Client transactions in Accepted pass 2xx retransmissions up: they are
+    forwarded statelessly by Via, as RFC 6026 asks of a proxy. Everything
+    else (timeouts, ACK timeouts, termination) needs no action any more.
+    """
+
+    __slots__ = ("proxy",)
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+
+    def on_response(self, txn: Any, response: Response) -> None:
+        if 200 <= response.status < 300:
+            self.proxy.forward_response_statelessly(response)
+
+    def on_timeout(self, txn: Any) -> None:
+        pass
+
+    def on_transport_error(self, txn: Any) -> None:
+        pass
+
+    def on_terminated(self, txn: Any) -> None:
+        pass
+
+    def on_ack_timeout(self, txn: Any) -> None:
+        pass
 
 
 class _CancelUser:
