@@ -29,6 +29,7 @@ from sipline.routing.context import (
     BranchContext,
     ErrorContext,
     FailureContext,
+    LocalContext,
     MessageContext,
     ReplyContext,
     RequestContext,
@@ -590,6 +591,10 @@ class Server:
         return self._run_each(
             "route_branch", BranchContext(request, branch.target, branch.index, ctx, self)
         )
+
+    def run_route_local(self, request: Request, destination: tuple[str, str, int]) -> bool:
+        """route_local for a request sipline originates; False: a hook vetoed it."""
+        return self._run_each("route_local", LocalContext(request, destination, self))
 
     def run_failure(self, rc: Any, best: Response) -> bool:
         """Failure handling (§16.7 step 6 with OpenSIPS ``failure_route``).

@@ -380,7 +380,7 @@ class Proxy:
 
     def _answer_cancel(self, cancel: Request, source: Source) -> None:
         path = self.reply_path(cancel, source)
-        txn = self.layer.create_server(cancel, path.send, source.reliable, _CancelUser())
+        txn = self.layer.create_server(cancel, path.send, source.reliable, _CANCEL_USER)
         server = self.server
         txn.send_response(
             make_response(cancel, 200, "OK", to_tag=server.to_tag(cancel),
@@ -591,7 +591,9 @@ class Proxy:
         if branch.cancel_reason:
             cancel.add_header("Reason", branch.cancel_reason)
         hop = branch.hop
-        txn = self.layer.create_client(cancel, hop.send, hop.proto != "udp", _CancelUser())
+        if not self.server.run_route_local(cancel, (hop.proto, hop.host, hop.port)):
+            return  # a route_local hook vetoed it
+        txn = self.layer.create_client(cancel, hop.send, hop.proto != "udp", _CANCEL_USER)
         txn.start()
 
     def _forward_stateless(
@@ -717,3 +719,6 @@ class _CancelUser:
 
     def on_ack_timeout(self, txn: Any) -> None:
         pass
+
+
+_CANCEL_USER = _CancelUser()

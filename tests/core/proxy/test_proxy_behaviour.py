@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sipline.hooks import hookimpl
 from sipline.routing.script import load_script
 from sipline.sip import make_response, parse_message
 from sipline.testing import SipClient, free_port, inprocess_server
@@ -213,4 +214,39 @@ def test_stateless_forward_routes_the_answer_by_via(tmp_path, peers):
         answer = parse_message(client.recv(3))
         assert answer.status == 202 and len(answer.via) == 1
         assert len(srv.server.proxy.layer) == 0  # no transaction was created
+        client.close()
+
+
+class LocalRoute:
+    """A route_local hook: marks every request sipline originates."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, tuple[str, str, int]]] = []
+
+    @hookimpl
+    def route_local(self, ctx):
+        self.seen.append((ctx.msg.method, ctx.destination))
+        ctx.msg.add_header("X-Local", "yes")
+
+
+def test_hook_route_local_sees_the_proxys_own_cancel(tmp_path, peers):
+    ringing, answering = peers(), peers()
+    plugin = script(tmp_path, f"""
+        def route_request(ctx):
+            if ctx.msg.method == "INVITE":
+                return ctx.relay("{ringing.uri}", "{answering.uri}")
+    """)
+    local = LocalRoute()
+    with inprocess_server(plugins=[("local", local)], script=plugin) as srv:
+        client = SipClient(srv.address())
+        client.send(request(client))
+        mr, ar = ringing.receive()
+        ma, aa = answering.receive()
+        ringing.answer(mr, ar, 180)
+        answering.answer(ma, aa, 200)
+        cancel, _ = ringing.receive("CANCEL")
+        assert cancel.get("X-Local") == "yes"
+        assert cancel.get("Reason").startswith("SIP;cause=200")
+        assert local.seen == [("CANCEL", ("udp", "127.0.0.1", ringing.port))]
+        assert final(client).status == 200
         client.close()
