@@ -126,6 +126,12 @@ class ServerConfig(Section):
     #: Answer every UDP request at its source port as if it carried ``rport``
     #: (OpenSIPS ``force_rport()``): what works behind NAT.
     force_rport: bool = False
+    #: Load shedding: when the datagrams waiting in a UDP socket fill more
+    #: than this fraction of its receive buffer, new out-of-dialog requests
+    #: get 503 + Retry-After at once, while calls in progress and responses
+    #: are still processed (so overload degrades instead of collapsing into
+    #: retransmissions). 0 disables it.
+    overload_backlog: float = Field(default=0.25, ge=0, le=1)
 
     @field_validator("listen", mode="before")
     @classmethod

@@ -96,6 +96,10 @@ class Server:
         self.proxy = Proxy(self)
         self._transport_index: dict[tuple[str, bool], Transport] = {}
         self.own_routes: frozenset[str] = frozenset()
+        #: True while the UDP receive queues are backed up (see _watch_load).
+        self.overloaded = False
+        self.shed_requests = 0
+        self._overload_logged = -1e9
         self._has_message_hooks = bool(self.pipeline.impls("message_received"))
         self._refresh_capabilities()
 
@@ -258,6 +262,8 @@ class Server:
         #: them in Route headers without parsing.
         self.own_routes = frozenset(self.record_route_value(t) for t in self.transports)
         self.spawn(self._timer_loop())
+        if srv.overload_backlog > 0:
+            self.spawn(self._watch_load(srv.overload_backlog))
         for t in self.transports:
             log.info("listening on %s:%s", t.proto, _fmt(t.local))
 
@@ -280,6 +286,34 @@ class Server:
                 if inspect.isawaitable(result):
                     self._timer_busy.add(name)
                     self.spawn(self._finish_timer(name, result))
+
+    async def _watch_load(self, fraction: float, interval: float = 0.02) -> None:
+        """Set ``overloaded`` while any UDP socket has a backlog over ``fraction`` of its buffer.
+
+        The backlog is the kernel's own count (one getsockopt per socket and
+        tick), so it sees what the event loop's latency cannot: libuv reads
+        a bounded batch per iteration, timers keep running on time while the
+        queue grows.
+        """
+        udp = [t for t in self.transports if isinstance(t, UdpTransport)]
+        while udp:
+            await asyncio.sleep(interval)
+            over = False
+            for t in udp:
+                info = t.backlog()
+                if info is not None and info[1] and info[0] > info[1] * fraction:
+                    over = True
+                    break
+            if over != self.overloaded:
+                self.overloaded = over
+                now = asyncio.get_running_loop().time()
+                if over and now - self._overload_logged > 10:
+                    # Overload flaps at the tick's pace: say it once per 10 s.
+                    self._overload_logged = now
+                    log.warning(
+                        "overloaded: shedding new requests with 503 (%d shed so far)",
+                        self.shed_requests,
+                    )
 
     async def _finish_timer(self, name: str, awaitable: Any) -> None:
         try:
@@ -447,6 +481,11 @@ class Server:
     def _process_request(self, msg: Request, source: Source) -> None:
         """Core sanity checks (RFC 3261 §16.3, §8.2.2), then the route_request pipeline."""
         method = msg.method
+        if self.overloaded and method not in ("ACK", "CANCEL") and not msg.to.tag:
+            # Shed new work, keep finishing what is in progress (calls, BYEs).
+            self.shed_requests += 1
+            self.reply(msg, source, 503, "Server Overloaded", (("Retry-After", "2"),))
+            return
         try:
             if msg.uri.scheme not in ROUTABLE_SCHEMES:
                 if method != "ACK":

@@ -21,6 +21,7 @@ from sipline.transport.base import MessageHandler, Source
 log = logging.getLogger("sipline.transport.udp")
 
 SOCKET_BUFFER = 4 * 1024 * 1024
+_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)  # Linux >= 4.6; not exported by Python
 
 
 class UdpTransport:
@@ -91,6 +92,22 @@ class UdpTransport:
                 on_message(data, Source("udp", addr[:2], local, self))
             except Exception:  # never let one message stop the listener
                 log.exception("udp %s: unhandled error processing a datagram from %s", local, addr)
+
+    def backlog(self) -> tuple[int, int] | None:
+        """``(bytes queued for reading, receive buffer size)`` of the socket, or None.
+
+        Read from the kernel (Linux ``SO_MEMINFO``): how far the server is
+        behind the datagrams that arrived, the signal for load shedding.
+        """
+        sock = self._sock
+        if sock is None:
+            return None
+        try:
+            info = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 36)
+        except OSError:
+            return None
+        rmem_alloc, rcvbuf = int.from_bytes(info[0:4], "little"), int.from_bytes(info[4:8], "little")
+        return rmem_alloc, rcvbuf
 
     def send(self, data: bytes, addr: tuple[str, int], conn: Any = None) -> bool:
         sock = self._sock

@@ -1,0 +1,54 @@
+"""Load shedding: a backed-up UDP socket makes new requests get 503, calls in progress go on."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+
+from sipline.testing import SipClient, inprocess_server, options_request
+from sipline.transport import UdpTransport
+
+
+def test_udp_backlog_is_read_from_the_kernel():
+    async def scenario():
+        transport = UdpTransport("127.0.0.1", 0, lambda data, source: None)
+        await transport.start()
+        try:
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for _ in range(20):  # the loop has not run yet: they wait in the kernel
+                sender.sendto(b"x" * 500, transport.local)
+            sender.close()
+            queued, size = transport.backlog()
+            assert size > 0 and queued >= 20 * 500
+            await asyncio.sleep(0.05)  # now the receive loop drains it
+            assert transport.backlog()[0] < queued
+        finally:
+            await transport.stop()
+
+    asyncio.run(scenario())
+
+
+def invite(client: SipClient, to_tag: str = "") -> bytes:
+    host, port = client.server
+    data = options_request(f"{host}:{port}", local=client.local_hostport,
+                           ruri=f"sip:someone@{host}:{port}", call_id=uuid.uuid4().hex)
+    data = data.replace(b"OPTIONS ", b"INVITE ", 1).replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE")
+    if to_tag:
+        data = data.replace(b">\r\nCall-ID", f">;tag={to_tag}\r\nCall-ID".encode(), 1)
+    return data
+
+
+def test_overloaded_server_sheds_new_requests_only():
+    # The watcher is off (it would clear the flag on its next tick): set it by hand.
+    with inprocess_server({"server": {"overload_backlog": 0}}) as srv:
+        client = SipClient(srv.address())
+        srv.server.overloaded = True  # what _watch_load sets on a backlog
+        shed = client.request(invite(client))
+        assert (shed.status, shed.reason, shed.get("Retry-After")) == (503, "Server Overloaded", "2")
+        # in-dialog requests are not shed: the default script answers them (404 here)
+        assert client.request(invite(client, to_tag="x1")).status == 404
+        srv.server.overloaded = False
+        assert client.request(invite(client)).status == 404
+        assert srv.server.shed_requests == 1
+        client.close()
