@@ -178,6 +178,7 @@ class ResponseContext:
             txn = b.txn
             if txn is not None:
                 txn.user = detached
+                txn.slim()  # a branch still waiting for its 487 keeps its request
                 b.txn = None
             b.request = None
             b.final = None
@@ -185,6 +186,7 @@ class ResponseContext:
         txn = self.server_txn
         if txn is not None:
             txn.user = detached
+            txn.slim()
             self.server_txn = None
         ctx = self.ctx
         if ctx is not None:
@@ -686,6 +688,7 @@ class _Detached:
     def on_response(self, txn: Any, response: Response) -> None:
         if 200 <= response.status < 300:
             self.proxy.forward_response_statelessly(response)
+        txn.slim()  # e.g. the 487 of a cancelled branch arrived: nothing more to build
 
     def on_timeout(self, txn: Any) -> None:
         pass

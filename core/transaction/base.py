@@ -114,6 +114,9 @@ _PROCEEDING = State.PROCEEDING
 _TERMINATED = State.TERMINATED
 
 
+_WAIT_STATES = frozenset({State.COMPLETED, State.ACCEPTED, State.CONFIRMED})
+
+
 class Transaction:
     """Base of the four state machines. Not instantiated directly."""
 
@@ -181,7 +184,26 @@ class Transaction:
         self._finish(None)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.request.method} {self.state.value} {self.key!r}>"
+        method = self.request.method if self.request is not None else self.key[-1]
+        return f"<{type(self).__name__} {method} {self.state.value} {self.key!r}>"
+
+    def slim(self) -> bool:
+        """Let go of the parsed messages, for a TU that will not ask for them again.
+
+        Only in a wait state (Completed, Accepted, Confirmed), where the
+        transaction works from its key and the bytes it kept (last response,
+        ACK); RFC 2543 fallback transactions keep everything (their ACK
+        matching reads the messages). Freeing them when the TU is done, not
+        when the wait timer ends (up to 32 s later), keeps the garbage
+        collector from scanning them over and over under load. ``request``
+        (and a server's ``last_response``) are None afterwards.
+
+        :returns: True when the messages were released.
+        """
+        if self.state not in _WAIT_STATES or self.key[0] == "2543":
+            return False
+        self.request = None  # type: ignore[assignment]
+        return True
 
     # -- plumbing for the subclasses -----------------------------------------------------
 

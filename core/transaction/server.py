@@ -99,6 +99,12 @@ class ServerTransaction(Transaction):
         or refused in the current state)."""
         raise NotImplementedError
 
+    def slim(self) -> bool:
+        if not super().slim():
+            return False
+        self.last_response = None
+        return True
+
     def _stop_lifetime(self) -> None:
         t = self._t_timeout
         if t is not None:

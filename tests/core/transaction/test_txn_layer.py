@@ -325,3 +325,36 @@ def test_thousand_transactions_leave_nothing_behind(clock: FakeClock) -> None:
     assert all(not tu.pairs for tu in tus.values())
     assert sum(tu.timeouts for tu in tus.values()) > 0
     assert set(outcomes) == {"ok", "fail", "timeout", "ring-ok", "ring-fail", "ring-forever"}
+
+
+def test_slim_releases_messages_only_in_wait_states():
+    from sipline.sip import make_response
+    from sipline.transaction import FakeClock, NonInviteServerTransaction, TimerConfig
+    from sipline.transaction.keys import server_key
+    from sipline.sip import parse_message
+
+    raw = (
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKslim\r\n"
+        b"From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: slim\r\nCSeq: 1 OPTIONS\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    req = parse_message(raw)
+    sent: list[bytes] = []
+
+    class User:
+        def on_terminated(self, txn): pass
+        def on_transport_error(self, txn): pass
+        def on_ack_timeout(self, txn): pass
+
+    clock = FakeClock()
+    txn = NonInviteServerTransaction(
+        req, server_key(req), lambda d: sent.append(d) or True, False, clock, TimerConfig(), User()
+    )
+    assert txn.slim() is False and txn.request is req  # Trying: still needed
+    txn.send_response(make_response(req, 200, to_tag="x"))
+    assert txn.slim() is True
+    assert txn.request is None and txn.last_response is None
+    assert "OPTIONS" in repr(txn)
+    # a retransmission is still answered from the kept bytes
+    txn.receive_request(parse_message(raw))
+    assert sent[-1] == sent[0]
