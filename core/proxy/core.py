@@ -8,7 +8,6 @@ a request coming back to us unchanged is detected as a loop (§16.3 step 4).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
@@ -401,11 +400,13 @@ class Proxy:
             to_tag = msg.to.tag or ""
         except SipParseError:
             from_tag = to_tag = ""
-        key = "\0".join((
-            method, msg.raw_uri, from_tag, to_tag, msg.call_id, str(msg.cseq.seq),
-            ",".join(msg.get_all("route")), ",".join(msg.get_all("proxy-require")),
-        ))
-        return hashlib.md5(key.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()[:10]
+        key = (
+            method, msg.raw_uri, from_tag, to_tag, msg.call_id, msg.cseq.seq,
+            tuple(msg.get_all("route")), tuple(msg.get_all("proxy-require")),
+        )
+        # Python's hash: seeded per process but shared by forked workers, which
+        # is all loop detection needs (our own Via is only checked by us).
+        return format(hash(key) & 0xFFFFFFFFFF, "010x")
 
     def is_loop(self, msg: Request, lhash: str) -> bool:
         server = self.server
@@ -629,7 +630,7 @@ class Proxy:
             return Relayed(False, error=RelayError.NO_TRANSPORT)
         top = ctx.msg.top_via
         upstream = (top.branch or str(top)) if top is not None else ""
-        salt = hashlib.md5(upstream.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()[:8]
+        salt = format(hash(upstream) & 0xFFFFFFFF, "08x")
         if ctx.rr:
             self._add_record_route(req, ctx, transport)
         req.push_via(f"SIP/2.0/{proto.upper()} {server.sent_by(transport)};branch={MAGIC}{lhash}.{salt}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 
 class RelayError(enum.Enum):
@@ -27,20 +26,40 @@ class RelayError(enum.Enum):
         return self.value[1]
 
 
-@dataclass(frozen=True, slots=True)
 class Relayed:
     """The outcome of ``ctx.relay()`` / ``ctx.forward()``; also the action that says "handled".
 
     Truthy when at least one branch was handed to a transport (or is being
     resolved). A falsy result carries ``error``; returning it from the script
     makes the core answer with the error's status unless the transaction
-    already exists.
+    already exists. (A plain slotted class: one is made per relayed request,
+    and a frozen dataclass's ``__init__`` costs several times more.)
     """
 
-    ok: bool
-    branches: int = 0
-    error: RelayError | None = None
-    detail: str = ""
+    __slots__ = ("ok", "branches", "error", "detail")
+
+    def __init__(
+        self, ok: bool, branches: int = 0, error: RelayError | None = None, detail: str = ""
+    ) -> None:
+        self.ok = ok
+        self.branches = branches
+        self.error = error
+        self.detail = detail
 
     def __bool__(self) -> bool:
         return self.ok
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Relayed):
+            return NotImplemented
+        return (self.ok, self.branches, self.error, self.detail) == (
+            other.ok, other.branches, other.error, other.detail
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Relayed(ok={self.ok}, branches={self.branches}, error={self.error}, "
+            f"detail={self.detail!r})"
+        )
