@@ -1641,7 +1641,11 @@ class _Spec:
 
 def _learn(head: str, start: str, keys: list[str], lines: list[str]) -> None:
     """Count a successfully parsed layout; specialise it the second time it is seen."""
-    sig = tuple(keys)
+    sp = head.find(" ")
+    key = head[: sp + 4 if head[:sp] == "SIP/2.0" else sp]
+    # Specs are filed by method (or status class): the same header layout is
+    # learnt separately for each (an ACK and a BYE often share one).
+    sig = (key, *keys)
     seen = _SEEN.get(sig, 0)
     if seen < 0 or len(lines) > _MAX_SPEC_LINES or "via" not in keys:
         return
@@ -1650,8 +1654,6 @@ def _learn(head: str, start: str, keys: list[str], lines: list[str]) -> None:
             _SEEN[sig] = seen + 1
         return
     global _COMPILE_BUDGET
-    sp = head.find(" ")
-    key = head[: sp + 4 if head[:sp] == "SIP/2.0" else sp]
     specs = _SPECS.get(key, [])
     if (
         len(specs) >= _SPECS_PER_KEY
