@@ -1,0 +1,1 @@
+"""sipline-registrar: SIP registrar and location service for sipline."""

@@ -1,0 +1,122 @@
+"""The registrar plugin's hook implementations (entry point ``registrar``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sipline.hooks import hookimpl
+from sipline.routing.actions import Action, Redirect
+from sipline.sip import parse_uri
+from sipline_registrar.config import RegistrarConfig
+from sipline_registrar.registrar import Registrar, aor_of
+
+if TYPE_CHECKING:
+    from sipline.routing.context import RequestContext
+    from sipline.server import Server
+
+NAME = "registrar"
+
+
+class RegistrarAPI:
+    """``ctx.registrar`` in routing scripts."""
+
+    __slots__ = ("_registrar", "_ctx")
+
+    def __init__(self, registrar: Registrar, ctx: RequestContext) -> None:
+        self._registrar = registrar
+        self._ctx = ctx
+
+    def save(self) -> Action:
+        """Process the REGISTER; returns the reply action (OpenSIPS ``save``)."""
+        return self._registrar.save(self._ctx)
+
+    def lookup(self) -> bool:
+        """Route to the registered contacts of the R-URI; False when there are none."""
+        return self._registrar.lookup(self._ctx)
+
+    def is_registered(self, aor: str | None = None) -> bool:
+        """True when ``aor`` (default: the R-URI's user@host) has a live binding."""
+        key = aor if aor is not None else aor_of(parse_uri(self._ctx.ruri))
+        return bool(key and self._registrar.contacts_for(key))
+
+
+class RegistrarPlugin:
+    """State shared by the hooks of one worker."""
+
+    def __init__(self) -> None:
+        self.registrar: Registrar | None = None
+
+    @hookimpl
+    def config_model(self) -> type[RegistrarConfig]:
+        return RegistrarConfig
+
+    @hookimpl
+    def startup(self, server: Server) -> None:
+        self.registrar = Registrar(server.plugin_config(NAME) or RegistrarConfig())
+        server.allowed_methods.add("REGISTER")
+        server.supported.add("path")
+
+    @hookimpl
+    def register_script_api(self, register: Any) -> None:
+        register("registrar", self._api)
+
+    def _api(self, ctx: RequestContext) -> RegistrarAPI:
+        assert self.registrar is not None
+        return RegistrarAPI(self.registrar, ctx)
+
+    @hookimpl
+    def register_statistics(self, register: Any) -> None:
+        register("registrar:accepted_regs", kind="counter",
+                 function=lambda: self.registrar.accepted if self.registrar else 0,
+                 help="REGISTER requests accepted")
+        register("registrar:rejected_regs", kind="counter",
+                 function=lambda: self.registrar.rejected if self.registrar else 0,
+                 help="REGISTER requests rejected")
+        register("usrloc:registered_users", kind="gauge",
+                 function=lambda: self.registrar.store.users if self.registrar else 0,
+                 help="AORs with at least one binding")
+        register("usrloc:contacts", kind="gauge",
+                 function=lambda: self.registrar.store.contacts if self.registrar else 0,
+                 help="bindings in the location table")
+
+    @hookimpl
+    def route_request(self, ctx: RequestContext) -> Action | None:
+        registrar = self.registrar
+        if registrar is None:
+            return None
+        method = ctx.msg.method
+        if method == "REGISTER":
+            # Only for our domains; a REGISTER for elsewhere is the proxy's to relay.
+            return registrar.save(ctx) if ctx.is_myself() else None
+        if (
+            registrar.config.redirect
+            and method == "INVITE"
+            and not ctx.msg.to.tag
+            and ctx.is_myself()
+        ):
+            aor = aor_of(ctx.msg.uri)
+            bindings = registrar.contacts_for(aor) if aor else []
+            if bindings:
+                contacts = [
+                    f"<{b.contact}>" + (f";q={b.q:g}" if b.q is not None else "")
+                    for b in bindings
+                ]
+                return Redirect(tuple(contacts), 302, "Moved Temporarily")
+        return None
+
+    @hookimpl
+    def timer(self, server: Server, now: float) -> None:
+        if self.registrar is not None:
+            self.registrar.expire()
+
+
+plugin = RegistrarPlugin()
+
+# The entry point names this module: pluggy registers the module object, so the hooks
+# must be module-level names bound to the one plugin instance.
+config_model = plugin.config_model
+startup = plugin.startup
+register_script_api = plugin.register_script_api
+register_statistics = plugin.register_statistics
+route_request = plugin.route_request
+timer = plugin.timer
