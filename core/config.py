@@ -347,15 +347,15 @@ def build_config(
     for name in names:
         if installed_plugins is not None and name not in installed_plugins:
             continue
-        model = model_for(name) if model_for else None
+        plugin_model = model_for(name) if model_for else None
         table = plugin_tables.get(name)
-        if model is None:
+        if plugin_model is None:
             if table:
                 problems.append(
                     f"{where}: [plugins.{name}]: plugin {name!r} takes no settings"
                 )
             continue
-        value, errs = _validate(model, table or {}, f"plugins.{name}", where)
+        value, errs = _validate(plugin_model, table or {}, f"plugins.{name}", where)
         problems += errs
         if value is not None:
             plugin_settings[name] = _resolve_paths(value, base)

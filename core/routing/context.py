@@ -31,10 +31,10 @@ class _ScriptApiMixin:
         # Only called when normal lookup failed, so real attributes stay fast.
         if name.startswith("_"):
             raise AttributeError(name)
-        try:
-            cache = self._api_cache  # type: ignore[attr-defined]
-        except AttributeError:
-            cache = self._api_cache = {}  # type: ignore[attr-defined]
+        cache: dict[str, Any] | None = getattr(self, "_api_cache", None)
+        if cache is None:
+            cache = {}
+            setattr(self, "_api_cache", cache)  # a slot of every context class
         if name in cache:
             return cache[name]
         factory = self.server.script_api.get(name)

@@ -43,7 +43,7 @@ class TcpConnection(asyncio.Protocol):
             self.remote = (peer[0], peer[1])
         self.last_activity = self.owner.loop.time()
         if not self.owner.adopt(self):
-            transport.abort()
+            transport.abort()  # type: ignore[attr-defined]  # a stream transport has abort()
             self.closed = True
 
     def data_received(self, data: bytes) -> None:
