@@ -596,7 +596,9 @@ class Server:
 
     def _route_reply(self, msg: Response, source: Source) -> None:
         """A response no client transaction matched: relay it statelessly if it is ours."""
-        if not self._run_each("route_reply", ReplyContext(msg, source, self)):
+        if self.pipeline.impls("route_reply") and not self._run_each(
+            "route_reply", ReplyContext(msg, source, self)
+        ):
             return
         # §16.11: forwarded by Via when our Via is on top; anything else is a
         # stray the element drops (§18.1.2).
@@ -622,17 +624,23 @@ class Server:
     # ------------------------------------------------------ proxy callbacks
     def run_route_reply(self, response: Response, branch: Any, rc: Any) -> bool:
         """route_reply for a response a client transaction matched; False: dropped."""
+        if not self.pipeline.impls("route_reply"):
+            return True  # no context to build: the common case
         source = self.proxy.last_source
         return self._run_each("route_reply", ReplyContext(response, source, self, rc.ctx.msg))  # type: ignore[arg-type]
 
     def run_route_branch(self, request: Request, branch: Any, ctx: RequestContext) -> bool:
         """route_branch for one outgoing branch; False: the branch is dropped."""
+        if not self.pipeline.impls("route_branch"):
+            return True
         return self._run_each(
             "route_branch", BranchContext(request, branch.target, branch.index, ctx, self)
         )
 
     def run_route_local(self, request: Request, destination: tuple[str, str, int]) -> bool:
         """route_local for a request sipline originates; False: a hook vetoed it."""
+        if not self.pipeline.impls("route_local"):
+            return True
         return self._run_each("route_local", LocalContext(request, destination, self))
 
     def run_failure(self, rc: Any, best: Response) -> bool:
