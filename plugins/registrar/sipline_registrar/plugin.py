@@ -8,6 +8,7 @@ from sipline.hooks import hookimpl
 from sipline.routing.actions import Action, Redirect
 from sipline.sip import parse_uri
 from sipline_registrar.config import RegistrarConfig
+from sipline_registrar.location import Binding
 from sipline_registrar.registrar import Registrar, aor_of
 
 if TYPE_CHECKING:
@@ -80,6 +81,70 @@ class RegistrarPlugin:
                  help="bindings in the location table")
 
     @hookimpl
+    def register_mi_commands(self, register: Any) -> None:
+        """OpenSIPS usrloc MI commands (reachable once the MI server lands)."""
+        register("usrloc:show_contact", self.mi_show_contact, alias="ul_show_contact",
+                 params={"aor": str}, help="the live bindings of one AOR")
+        register("usrloc:dump", self.mi_dump, alias="ul_dump", params={},
+                 help="every AOR with its bindings")
+        register("usrloc:rm", self.mi_rm, alias="ul_rm", params={"aor": str},
+                 help="remove every binding of an AOR")
+        register("usrloc:rm_contact", self.mi_rm_contact, alias="ul_rm_contact",
+                 params={"aor": str, "contact": str}, help="remove one binding")
+        register("usrloc:add", self.mi_add, alias="ul_add",
+                 params={"aor": str, "contact": str, "expires": int, "q": float},
+                 help="add or refresh a binding by hand")
+
+    def _reg(self) -> Registrar:
+        if self.registrar is None:
+            raise RuntimeError("the registrar is not started")
+        return self.registrar
+
+    def mi_show_contact(self, aor: str) -> list[dict[str, Any]]:
+        reg = self._reg()
+        now = reg.clock()
+        return [_binding_info(b, now) for b in reg.store.bindings(aor, now)]
+
+    def mi_dump(self) -> dict[str, list[dict[str, Any]]]:
+        reg = self._reg()
+        now = reg.clock()
+        out = {}
+        for aor, _ in reg.store:
+            live = reg.store.bindings(aor, now)
+            if live:
+                out[aor] = [_binding_info(b, now) for b in live]
+        return out
+
+    def mi_rm(self, aor: str) -> int:
+        reg = self._reg()
+        count = reg.store.count(aor)
+        reg.store.remove_aor(aor)
+        return count
+
+    def mi_rm_contact(self, aor: str, contact: str) -> bool:
+        reg = self._reg()
+        key = str(parse_uri(contact))
+        found = reg.store.get(aor, key) is not None
+        reg.store.remove(aor, key)
+        return found
+
+    def mi_add(self, aor: str, contact: str, expires: int, q: float | None = None) -> bool:
+        reg = self._reg()
+        if expires <= 0:
+            raise ValueError("expires must be positive")
+        if q is not None and not 0 <= q <= 1:
+            raise ValueError("q must be between 0 and 1")
+        uri = parse_uri(contact)
+        now = reg.clock()
+        key = str(uri)
+        old = reg.store.get(aor, key)
+        reg.store.put(aor, key, Binding(
+            contact=key, expires=now + expires, q=q, callid="mi-ul_add", cseq=0,
+            created=old.created if old is not None else now,
+        ))
+        return True
+
+    @hookimpl
     def route_request(self, ctx: RequestContext) -> Action | None:
         registrar = self.registrar
         if registrar is None:
@@ -110,6 +175,23 @@ class RegistrarPlugin:
             self.registrar.expire()
 
 
+def _binding_info(b: Binding, now: float) -> dict[str, Any]:
+    """A binding as MI shows it (OpenSIPS ul_show_contact field names)."""
+    return {
+        "contact": b.contact,
+        "expires": max(0, round(b.expires - now)),
+        "q": b.q,
+        "callid": b.callid,
+        "cseq": b.cseq,
+        "received": b.received,
+        "path": list(b.path),
+        "user_agent": b.user_agent,
+        "socket": b.socket,
+        "sip_instance": b.instance,
+        "reg_id": b.reg_id,
+    }
+
+
 plugin = RegistrarPlugin()
 
 # The entry point names this module: pluggy registers the module object, so the hooks
@@ -118,5 +200,6 @@ config_model = plugin.config_model
 startup = plugin.startup
 register_script_api = plugin.register_script_api
 register_statistics = plugin.register_statistics
+register_mi_commands = plugin.register_mi_commands
 route_request = plugin.route_request
 timer = plugin.timer

@@ -236,3 +236,24 @@ def test_nat_received_reaches_the_registering_address(server):
     assert got.method == "INVITE" and got.raw_uri == "sip:a@10.255.255.1:5060"
     c.close()
     nat.close()
+
+
+def test_usrloc_mi_commands_are_registered_and_work(server):
+    srv = server()
+    commands = srv.server.mi_commands
+    assert {commands[n]["alias"] for n in commands if n.startswith("usrloc:")} == {
+        "ul_show_contact", "ul_dump", "ul_rm", "ul_rm_contact", "ul_add"
+    }
+    c = SipClient(srv.address())
+    c.request(register(c, ["<sip:a@127.0.0.1:6001>;q=0.3"], expires=600))
+    aor = f"alice@{c.server[0]}"
+    shown = commands["usrloc:show_contact"]["function"](aor)
+    assert [(b["contact"], b["q"]) for b in shown] == [("sip:a@127.0.0.1:6001", 0.3)]
+    assert 590 <= shown[0]["expires"] <= 600
+    assert commands["usrloc:add"]["function"](aor, "sip:a@127.0.0.1:6009", 300, 0.9)
+    assert list(commands["usrloc:dump"]["function"]()) == [aor]
+    assert contact_uris(c.request(register(c, []))) == ["sip:a@127.0.0.1:6009", "sip:a@127.0.0.1:6001"]
+    assert commands["usrloc:rm_contact"]["function"](aor, "sip:a@127.0.0.1:6009") is True
+    assert commands["usrloc:rm"]["function"](aor) == 1
+    assert commands["usrloc:show_contact"]["function"](aor) == []
+    c.close()
