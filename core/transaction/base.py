@@ -207,15 +207,21 @@ class Transaction:
 
     # -- plumbing for the subclasses -----------------------------------------------------
 
-    def _cancel_timers(self) -> None:
-        t = self._t_retx
-        if t is not None:
-            self._t_retx = None
-            t.cancel()
+    def _stop_timeout(self) -> None:
         t = self._t_timeout
         if t is not None:
             self._t_timeout = None
             t.cancel()
+
+    def _stop_retx_and_timeout(self) -> None:
+        t = self._t_retx
+        if t is not None:
+            self._t_retx = None
+            t.cancel()
+        self._stop_timeout()
+
+    def _cancel_timers(self) -> None:
+        self._stop_retx_and_timeout()
         t = self._t_wait
         if t is not None:
             self._t_wait = None

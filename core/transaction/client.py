@@ -89,16 +89,6 @@ class ClientTransaction(Transaction):
         data = self._data = self.request.to_bytes()
         return data
 
-    def _stop_retx_and_timeout(self) -> None:
-        t = self._t_retx
-        if t is not None:
-            self._t_retx = None
-            t.cancel()
-        t = self._t_timeout
-        if t is not None:
-            self._t_timeout = None
-            t.cancel()
-
 
 class InviteClientTransaction(ClientTransaction):
     """RFC 3261 §17.1.1 with RFC 6026. Starts in Calling.

@@ -105,12 +105,6 @@ class ServerTransaction(Transaction):
         self.last_response = None
         return True
 
-    def _stop_lifetime(self) -> None:
-        t = self._t_timeout
-        if t is not None:
-            self._t_timeout = None
-            t.cancel()
-
     def _resend_last(self) -> None:
         data = self._last_data
         if data is not None:
@@ -155,7 +149,7 @@ class InviteServerTransaction(ServerTransaction):
                 # The ACK for our non-2xx: stop re-sending the final and stop waiting (G, H);
                 # Timer I absorbs the ACK's own retransmissions.
                 self.state = _CONFIRMED
-                self._cancel_retx_and_timeout()
+                self._stop_retx_and_timeout()
                 self._wait_then_finish(self._timers.i_for(self.reliable), self._on_timer_i)
                 return True
             if state is _ACCEPTED:
@@ -183,7 +177,7 @@ class InviteServerTransaction(ServerTransaction):
             self._last_data = data
             if status < 200:
                 return self._transmit(data)
-            self._stop_lifetime()
+            self._stop_timeout()
             timers = self._timers
             clock = self._clock
             if status < 300:
@@ -213,16 +207,6 @@ class InviteServerTransaction(ServerTransaction):
             return True
         self.user.on_transport_error(self)
         return False
-
-    def _cancel_retx_and_timeout(self) -> None:
-        t = self._t_retx
-        if t is not None:
-            self._t_retx = None
-            t.cancel()
-        t = self._t_timeout
-        if t is not None:
-            self._t_timeout = None
-            t.cancel()
 
     def _on_timer_g(self) -> None:
         self._t_retx = None
@@ -291,7 +275,7 @@ class NonInviteServerTransaction(ServerTransaction):
             self.state = _PROCEEDING
             return self._transmit(data)
         self.state = _COMPLETED
-        self._stop_lifetime()
+        self._stop_timeout()
         if not self._transmit(data):
             return False
         self._wait_then_finish(self._timers.j_for(self.reliable), self._on_timer_j)
