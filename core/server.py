@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pluggy
@@ -684,11 +684,9 @@ class Server:
             return False
         if cls is Relayed:
             return bool(result.ok) or rc.pending()
-        if cls is Reply:
-            rc.reply(result.status, result.reason, result.headers, result.body)
-            return True
-        if cls is Redirect:
-            rc.reply(result.status, result.reason, _contact_headers(result.contacts) + result.headers)
+        if cls is Reply or cls is Redirect:
+            ctx = rc.ctx  # answered through the transaction: ctx.response_context is rc
+            self._execute(result, ctx.msg, ctx.source, ctx)
             return True
         log.error("a failure handler returned %r, which is not an action", result)
         return False
@@ -730,7 +728,21 @@ class Server:
         ``to_source`` sends to the packet's source address instead of the
         address the Via names (used for requests that failed to parse).
         """
-        response = make_response(
+        response = self.local_response(msg, status, reason, headers, body)
+        if to_source:
+            return source.transport.send(response.to_bytes(), source.remote, source.conn)
+        return self.send_response(response.to_bytes(), msg, source)
+
+    def local_response(
+        self,
+        msg: Request,
+        status: int,
+        reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> Response:
+        """A response sipline generates for ``msg``: its To-tag and Server header added."""
+        return make_response(
             msg,
             status,
             reason,
@@ -738,9 +750,6 @@ class Server:
             headers=[*headers, *self.server_header],
             body=body,
         )
-        if to_source:
-            return source.transport.send(response.to_bytes(), source.remote, source.conn)
-        return self.send_response(response.to_bytes(), msg, source)
 
     def send_response(self, data: bytes, msg: Request, source: Source) -> bool:
         """Send a response per RFC 3261 §18.2.2 and RFC 3581."""

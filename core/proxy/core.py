@@ -135,15 +135,7 @@ class ResponseContext:
         """Answer upstream with a locally generated response through the server transaction."""
         if self.ctx is None:
             return  # released: the final response was already sent
-        server = self.proxy.server
-        msg = self.ctx.msg
-        response = make_response(
-            msg, status, reason,
-            to_tag=server.to_tag(msg) if status > 100 else None,
-            headers=[*headers, *server.server_header],
-            body=body,
-        )
-        self.send_upstream(response)
+        self.send_upstream(self.proxy.server.local_response(self.ctx.msg, status, reason, headers, body))
 
     def send_upstream(self, response: Response) -> None:
         if response.status >= 200:
@@ -382,11 +374,7 @@ class Proxy:
     def _answer_cancel(self, cancel: Request, source: Source) -> None:
         path = self.reply_path(cancel, source)
         txn = self.layer.create_server(cancel, path.send, source.reliable, _CANCEL_USER)
-        server = self.server
-        txn.send_response(
-            make_response(cancel, 200, "OK", to_tag=server.to_tag(cancel),
-                          headers=list(server.server_header))
-        )
+        txn.send_response(self.server.local_response(cancel, 200, "OK"))
 
     def reply_path(self, msg: Request, source: Source) -> ReplyPath:
         return ReplyPath(source.transport, self.server.response_address(msg, source), source.conn)
