@@ -266,10 +266,3 @@ class Pipeline:
             if result is not None:
                 results.append((name, result))
         return results
-
-
-async def resolve(value: Any) -> Any:
-    """Await ``value`` if it is awaitable (a hook returning async work)."""
-    if inspect.isawaitable(value):
-        return await value
-    return value

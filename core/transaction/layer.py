@@ -27,6 +27,9 @@ __all__ = ["TransactionLayer"]
 _COOKIE_KEY_LEN = 3  # (branch, sent-by, method); RFC 2543 fallback keys are longer
 
 
+_NO_KEY: tuple[Any, Any] = (None, None)
+
+
 class TransactionLayer:
     """Server and client transaction tables, plus factories that create and register
     transactions with the layer's clock and timers."""
@@ -38,6 +41,7 @@ class TransactionLayer:
         self.timers = timers
         self._servers: dict[Key, ServerTransaction] = {}
         self._clients: dict[Key, ClientTransaction] = {}
+        self._last_key: tuple[Any, Any] = _NO_KEY
 
     # -- counters --------------------------------------------------------------------------
 
@@ -65,6 +69,8 @@ class TransactionLayer:
         :meth:`find_invite_for_cancel` for the INVITE it cancels.
         """
         key = server_key(msg)
+        # A miss is usually followed by create_server for the same message: keep its key.
+        self._last_key = (msg, key)
         if msg.method == "ACK" and len(key) != _COOKIE_KEY_LEN:
             return self._find_fallback_ack(msg)
         return self._servers.get(key)
@@ -155,7 +161,10 @@ class TransactionLayer:
         :raises ValueError: for an ACK (it never creates a transaction) or a duplicate key.
         """
         method = request.method
-        key = server_key(request)
+        last_msg, key = self._last_key
+        if last_msg is not request:
+            key = server_key(request)
+        self._last_key = _NO_KEY
         txn: ServerTransaction
         if method == "INVITE":
             txn = InviteServerTransaction(
