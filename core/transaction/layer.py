@@ -34,7 +34,7 @@ class TransactionLayer:
     """Server and client transaction tables, plus factories that create and register
     transactions with the layer's clock and timers."""
 
-    __slots__ = ("clock", "timers", "_servers", "_clients")
+    __slots__ = ("clock", "timers", "_servers", "_clients", "_last_key")
 
     def __init__(self, clock: Clock, timers: TimerConfig = DEFAULT_TIMERS) -> None:
         self.clock = clock
