@@ -35,7 +35,7 @@ from sipline.routing.context import (
     RequestContext,
 )
 from sipline.sip import Request, Response, SipParseError, make_response, parse_message
-from sipline.transport import Source, TcpTransport, Transport, UdpTransport
+from sipline.transport import Source, TcpTransport, Transport, UdpTransport, via_destination
 
 log = logging.getLogger("sipline.server")
 
@@ -763,24 +763,7 @@ class Server:
             pass
         if via is None:
             return source.remote
-        params = via.params
-        if source.proto != "udp":
-            host = params.get("received") or _unbracket(via.host)
-            return (host, via.port or 5060)
-        maddr = params.get("maddr")
-        if maddr:
-            try:
-                ipaddress.ip_address(_unbracket(maddr))
-                return (_unbracket(maddr), via.port or 5060)
-            except ValueError:
-                pass  # a name would need DNS: answer the source instead
-        rport = params.get("rport")
-        received = params.get("received")
-        if rport and rport.isdigit():
-            return (received or source.remote[0], int(rport))
-        if received:
-            return (_unbracket(received), via.port or 5060)
-        return (_unbracket(via.host), via.port or 5060)
+        return via_destination(via, reliable=source.proto != "udp", source_ip=source.remote[0])
 
 
 def _contact_headers(contacts: tuple[str, ...]) -> tuple[tuple[str, str], ...]:

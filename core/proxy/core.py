@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sipline.proxy.nexthop import NextHop, lookup_host, resolve_target, target_uri
+from sipline.proxy.nexthop import NextHop, ip_literal, lookup_host, resolve_target, target_uri
 from sipline.proxy.result import Relayed, RelayError
 from sipline.sip import Request, Response, SipParseError, SipURI, make_response
 from sipline.sip.requests import make_cancel
@@ -25,6 +25,7 @@ from sipline.transaction import (
     TimerConfig,
     TransactionLayer,
 )
+from sipline.transport import via_destination
 
 if TYPE_CHECKING:
     from sipline.routing.context import RequestContext
@@ -649,13 +650,11 @@ class Proxy:
             return False
         if nxt is None:
             return False
-        params = nxt.params
-        host = params.get("received") or nxt.host
-        host = host[1:-1] if host.startswith("[") else host
-        rport = params.get("rport")
-        port = int(rport) if rport and rport.isdigit() else (nxt.port or 5060)
-        proto = nxt.transport.lower()
-        transport = server.transport_for("tcp" if proto == "tcp" else "udp", host)
+        proto = "tcp" if nxt.transport.lower() == "tcp" else "udp"
+        host, port = via_destination(nxt, reliable=proto == "tcp")
+        if ip_literal(host) is None:
+            return False  # a name would need DNS here, on the per-message path
+        transport = server.transport_for(proto, host)
         if transport is None:
             return False
         return bool(transport.send(msg.to_bytes(), (host, port)))

@@ -46,7 +46,7 @@ _LITERALS: dict[str, str | None] = {}
 _LITERALS_MAX = 4096
 
 
-def _literal(host: str) -> str | None:
+def ip_literal(host: str) -> str | None:
     """The normalised IP address ``host`` spells, or None for a name (memoised)."""
     try:
         return _LITERALS[host]
@@ -71,7 +71,7 @@ def resolve_target(uri: SipURI) -> tuple[str, str | None, int, str]:
     proto = (uri.params.get("transport") or ("tcp" if uri.scheme == "sips" else "udp")).lower()
     host = uri.params.get("maddr") or uri.host
     port = uri.port or (5061 if uri.scheme == "sips" else 5060)
-    return proto, _literal(host), port, host
+    return proto, ip_literal(host), port, host
 
 
 async def lookup_host(host: str, port: int, proto: str) -> str | None:
@@ -90,4 +90,4 @@ async def lookup_host(host: str, port: int, proto: str) -> str | None:
     return None
 
 
-__all__ = ["NextHop", "SipParseError", "lookup_host", "resolve_target", "target_uri"]
+__all__ = ["NextHop", "SipParseError", "ip_literal", "lookup_host", "resolve_target", "target_uri"]

@@ -1,6 +1,12 @@
 """Transports: UDP (asyncio-dgram) and TCP with stream framing."""
 
-from sipline.transport.base import MessageHandler, Source, Transport, format_hostport
+from sipline.transport.base import (
+    MessageHandler,
+    Source,
+    Transport,
+    format_hostport,
+    via_destination,
+)
 from sipline.transport.tcp import TcpTransport
 from sipline.transport.udp import UdpTransport
 
@@ -11,4 +17,5 @@ __all__ = [
     "Transport",
     "UdpTransport",
     "format_hostport",
+    "via_destination",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -43,6 +44,43 @@ def format_hostport(host: str, port: int | None) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return host if port is None else f"{host}:{port}"
+
+
+def via_destination(
+    via: Any, *, reliable: bool = False, source_ip: str | None = None
+) -> tuple[str, int]:
+    """Where a response goes per the Via it is addressed to (RFC 3261 §18.2.2, RFC 3581).
+
+    ``received`` wins over the sent-by host; over UDP a numeric ``maddr`` wins
+    over both and ``rport`` (with a value) gives the port. ``source_ip`` stands
+    in for ``received`` when ``rport`` is there without it (the request's own
+    source, for a server answering it). The host may still be a name.
+    """
+    params = via.params
+    received = params.get("received")
+    host = _unbracket(received or via.host)
+    port = via.port or 5060
+    if reliable:
+        return (host, port)
+    maddr = params.get("maddr")
+    if maddr and _is_ip(_unbracket(maddr)):
+        return (_unbracket(maddr), port)
+    rport = params.get("rport")
+    if rport and rport.isdigit():
+        return (_unbracket(received) if received else (source_ip or host), int(rport))
+    return (host, port)
+
+
+def _unbracket(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 #: Called by a transport for every complete message: ``(data, source)``.
