@@ -1,4 +1,4 @@
-"""The ``sipline`` command line: run, check, plugins, version.
+"""The ``sipline`` command line: run, check, plugins, version, and plugins' commands.
 
 Exit codes: 0 success; 1 invalid configuration (file, key and reason on
 stderr); 2 bad command line; 3 the server could not start (for example a port
@@ -12,9 +12,13 @@ import json
 import sys
 from pathlib import Path
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from sipline import __version__
-from sipline.config import ConfigError
-from sipline.plugins import PluginError, PluginLoader
+from sipline.config import Config, ConfigError
+from sipline.plugins import PluginError, PluginLoader, new_plugin_manager, register
 
 EPILOG = (
     "exit codes: 0 ok, 1 invalid configuration, 2 bad command line, "
@@ -33,7 +37,43 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def make_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class PluginCommand:
+    """A subcommand a plugin adds through ``register_cli_commands``."""
+
+    name: str
+    plugin: str
+    handler: Callable[[argparse.Namespace, Config], int]
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+def plugin_commands(loader: PluginLoader, reserved: set[str]) -> dict[str, PluginCommand]:
+    """Every installed plugin's commands; plugins that fail to load are skipped with a warning."""
+    pm = new_plugin_manager()
+    for name in sorted(loader.installed):
+        try:
+            register(pm, loader.load(name), name)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            print(f"warning: plugin {name!r} skipped: {exc}", file=sys.stderr)
+    found: dict[str, PluginCommand] = {}
+    for impl in pm.hook.register_cli_commands.get_hookimpls():
+        plugin = impl.plugin_name
+
+        def add(name: str, handler: Any, *, help: str, configure: Any = None,
+                _plugin: str = plugin) -> None:
+            if name in reserved:
+                raise PluginError(f"plugin {_plugin!r}: command {name!r} is a core command")
+            if name in found:
+                raise PluginError(f"command {name!r} is registered by plugins "
+                                  f"{found[name].plugin!r} and {_plugin!r}")
+            found[name] = PluginCommand(name, _plugin, handler, help, configure)
+
+        impl.function(register=add)
+    return found
+
+
+def make_parser(extra: dict[str, PluginCommand] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sipline",
         description="sipline: a SIP registrar, proxy and application server built from plugins.",
@@ -62,6 +102,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     sub.add_parser("version", help="print the version", description="Print sipline's version.")
+    for command in (extra or {}).values():
+        p = sub.add_parser(command.name, help=command.help,
+                           description=f"{command.help} (plugin {command.plugin}).",
+                           epilog=EPILOG)
+        _config_arg(p)
+        if command.configure is not None:
+            command.configure(p)
     return parser
 
 
@@ -148,8 +195,27 @@ def cmd_version(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "check": cmd_check, "plugins": cmd_plugins, "version": cmd_version}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+def run_plugin_command(command: PluginCommand, args: argparse.Namespace,
+                       loader: PluginLoader) -> int:
+    from sipline.runner import load
+
+    try:
+        config, _ = load(args.config, loader)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    return command.handler(args, config)
+
+
+def main(argv: list[str] | None = None, loader: PluginLoader | None = None) -> int:
+    try:
+        loader = loader or PluginLoader()
+        extra = plugin_commands(loader, set(COMMANDS))
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    args = make_parser(extra).parse_args(argv)
+    if args.command in extra:
+        return run_plugin_command(extra[args.command], args, loader)
     return COMMANDS[args.command](args)
 
 

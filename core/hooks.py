@@ -295,6 +295,26 @@ def register_script_api(register: Callable[[str, Callable[[Any], Any]], None]) -
 
 
 @hookspec
+def register_cli_commands(register: Callable[..., None]) -> None:
+    """Add subcommands to the ``sipline`` command line (``sipline user add ...``).
+
+    Called when the command line is built, for every *installed* plugin whether
+    or not the configuration enables it (a command such as ``sipline user``
+    must work before the server ever ran). Call ``register(name, handler, *,
+    help, configure=None)`` for each command: ``configure(parser)`` adds the
+    command's own arguments to its :class:`argparse.ArgumentParser` (the core
+    adds ``-c/--config`` itself); ``handler(args, config)`` receives the parsed
+    arguments and the validated :class:`~sipline.config.Config` and returns
+    the process exit code. A name the core or another plugin already uses is
+    an error that names both. A plugin whose module fails to load is skipped
+    with a warning, so one broken plugin never breaks ``sipline --help``.
+
+    :param register: the registration callback.
+    :returns: nothing; use the callback.
+    """
+
+
+@hookspec
 def config_model() -> type[BaseModel] | None:
     """Declare the typed model of the plugin's TOML section.
 
