@@ -9,6 +9,7 @@ whose value is a module (the folder it lives in) or a ``module:attribute`` namin
 from __future__ import annotations
 
 import importlib
+import os
 from importlib.metadata import entry_points
 from importlib.resources import files
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
     from sqlalchemy.engine import Engine
+
+    from sipline.config import Config
 
 MIGRATIONS_GROUP = "sipline.migrations"
 
@@ -59,3 +62,23 @@ def make_engine(url: str) -> Engine:
     from sqlalchemy import create_engine
 
     return create_engine(url, future=True)
+
+
+_engines: dict[str, Engine] = {}
+
+
+def engine_for(config: Config) -> Engine:
+    """The process's shared engine for ``[database] url`` (created on first use).
+
+    Plugins call this from ``startup`` (never per message: SQL stays off the
+    message path). A forked worker must not reuse its parent's connections,
+    so the cache is keyed by process as well as by URL.
+    """
+    url = config.database_url
+    key = f"{os.getpid()} {url}"
+    engine = _engines.get(key)
+    if engine is None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = _engines[key] = make_engine(url)
+    return engine
