@@ -6,7 +6,11 @@ figure is the Python cost of sipline's per-message path (parse, transaction matc
 routing script, relay, serialisation) without kernel, loopback or load-generator noise.
 It prints µs per call and calls/s of one core; ``--profile`` prints a cProfile table.
 
-    python bench/proxy_path.py [--calls 5000] [--profile]
+    python bench/proxy_path.py [--calls 5000] [--profile] [--setup script|registrar]
+
+``--setup registrar`` is the anchor's setup (the one ../shared/bench measures): the
+``registrar`` plugin with the built-in default script, the callee registered first,
+INVITEs record-routed and relayed by location lookup.
 
 Compare with the sipp figures of bench/sipbench.py: the difference is the kernel's share
 (sendto/recvfrom) and the event loop's.
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import os
 import pstats
 import tempfile
 import time
@@ -112,10 +117,28 @@ def in_dialog(method: str, i: int, cseq: int, proxy: str, route: str) -> bytes:
     ).encode()
 
 
+def register(proxy: str) -> bytes:
+    return (
+        f"REGISTER sip:{proxy} SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-reg-1\r\n"
+        f"From: <sip:uas@{proxy}>;tag=reg1\r\n"
+        f"To: <sip:uas@{proxy}>\r\n"
+        "Call-ID: reg-bench@127.0.0.1\r\n"
+        "CSeq: 1 REGISTER\r\n"
+        "Contact: <sip:uas@127.0.0.1:5090;transport=UDP>\r\n"
+        "Expires: 3600\r\n"
+        "Max-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=5000)
     ap.add_argument("--profile", action="store_true", help="print a cProfile table")
+    ap.add_argument("--setup", choices=["script", "registrar"], default="script",
+                    help="script: a routing script relays to the callee statically; "
+                    "registrar: the default script with a location lookup")
     ap.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumtime)")
     ap.add_argument("--lines", type=int, default=30, help="rows of the cProfile table")
     args = ap.parse_args()
@@ -130,8 +153,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "routes.py"
         path.write_text(SCRIPT)
-        config = build_config({"server": {"listen": ["udp:127.0.0.1:0"]}})
-        pm = build_plugin_manager([], defaults=CoreDefaults(), script=load_script(path))
+        server_cfg: dict = {"listen": ["udp:127.0.0.1:0"]}
+        if args.setup == "registrar":
+            from sipline.plugins import PluginLoader
+
+            server_cfg["plugins"] = ["registrar"]
+            loader = PluginLoader()
+            config = build_config({"server": server_cfg},
+                                  installed_plugins=loader.installed,
+                                  model_for=loader.config_model)
+            pm = build_plugin_manager([("registrar", loader.load("registrar"))],
+                                      defaults=CoreDefaults())
+        else:
+            config = build_config({"server": server_cfg})
+            pm = build_plugin_manager([], defaults=CoreDefaults(), script=load_script(path))
         server = Server(config, pm)
         loop.run_until_complete(server.start())
         local = server.transports[0].local
@@ -142,6 +177,10 @@ def main() -> None:
         on_message = server.on_message
         from_uac = Source("udp", UAC, local, fake)
         from_uas = Source("udp", UAS, local, fake)
+
+        if args.setup == "registrar":
+            on_message(register(proxy), from_uas)
+            assert fake.last[UAS].startswith(b"SIP/2.0 200"), fake.last[UAS][:60]
 
         def one_call(i: int) -> None:
             on_message(invite(i, proxy), from_uac)
@@ -156,6 +195,8 @@ def main() -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)  # as `sipline run` does
+        if os.environ.get("NOGC"):
+            gc.disable()
         assert fake.last[UAC].startswith(b"SIP/2.0 200"), fake.last[UAC][:60]
         # the messages the UAS "sends" are built outside the timed part
         calls = args.calls
