@@ -105,7 +105,7 @@ class ResponseContext:
 
     def __init__(self, proxy: Proxy, ctx: RequestContext) -> None:
         self.proxy = proxy
-        self.ctx = ctx
+        self.ctx: RequestContext | None = ctx  # None once released
         self.server_txn: Any = None
         self.branches: list[Branch] = []
         self.final_sent = False
@@ -120,10 +120,12 @@ class ResponseContext:
             b.stop_timer()
 
     def on_transport_error(self, txn: Any) -> None:
-        log.info("cannot send a response upstream for %s", self.ctx.msg.call_id)
+        if self.ctx is not None:
+            log.info("cannot send a response upstream for %s", self.ctx.msg.call_id)
 
     def on_ack_timeout(self, txn: Any) -> None:
-        log.debug("no ACK for the final response of %s", self.ctx.msg.call_id)
+        if self.ctx is not None:
+            log.debug("no ACK for the final response of %s", self.ctx.msg.call_id)
 
     # -- replies -------------------------------------------------------------------------
     def reply(
@@ -134,9 +136,10 @@ class ResponseContext:
         body: bytes = b"",
     ) -> None:
         """Answer upstream with a locally generated response through the server transaction."""
-        if self.ctx is None:
+        ctx = self.ctx
+        if ctx is None:
             return  # released: the final response was already sent
-        self.send_upstream(self.proxy.server.local_response(self.ctx.msg, status, reason, headers, body))
+        self.send_upstream(self.proxy.server.local_response(ctx.msg, status, reason, headers, body))
 
     def send_upstream(self, response: Response) -> None:
         if response.status >= 200:
@@ -226,13 +229,14 @@ class ResponseContext:
 
     def branch_failed(self, branch: Branch, status: int, reason: str) -> None:
         """A branch ended without a response from downstream: make a local one (§16.7 step 2)."""
-        if branch.done or self.ctx is None:
+        ctx = self.ctx
+        if branch.done or ctx is None:
             return
         branch.stop_timer()
         branch.done = True
         if branch.cancelled or self.cancelled:
             status, reason = 487, "Request Terminated"
-        msg = branch.request or self.ctx.msg
+        msg = branch.request or ctx.msg
         branch.final = make_response(msg, status, reason, to_tag=self.proxy.server.to_tag(msg))
         try:
             branch.final.pop_via()
@@ -466,7 +470,7 @@ class Proxy:
         """
         req = ctx.msg.copy()
         if target != req.raw_uri:
-            req.uri = target
+            req.set_uri(target)
         mf = req.max_forwards
         req.set_header("Max-Forwards", str(mf - 1 if mf is not None else 70))
         if dst is not None:
@@ -481,7 +485,7 @@ class Proxy:
                 for v in values[1:]:
                     req.add_header("Route", v)
                 req.add_header("Route", f"<{req.raw_uri}>")
-                req.uri = top
+                req.set_uri(top)
             return req, top
         return req, target_uri(req.uri)
 

@@ -26,6 +26,7 @@ class _ScriptApiMixin:
 
     __slots__ = ()
     server: Server
+    _api_cache: dict[str, Any]  # a slot of every context class, set on first use
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup failed, so real attributes stay fast.
@@ -33,8 +34,7 @@ class _ScriptApiMixin:
             raise AttributeError(name)
         cache: dict[str, Any] | None = getattr(self, "_api_cache", None)
         if cache is None:
-            cache = {}
-            setattr(self, "_api_cache", cache)  # a slot of every context class
+            cache = self._api_cache = {}  # type: ignore[misc]  # the slot lives in the subclasses
         if name in cache:
             return cache[name]
         factory = self.server.script_api.get(name)

@@ -334,13 +334,15 @@ class Via(_Params):
 
     def __init__(
         self,
-        transport: str,
-        host: str,
+        transport: str = "",
+        host: str = "",
         port: int | None = None,
         params: dict[str, str | None] | None = None,
         *,
         protocol: str = "SIP/2.0",
     ) -> None:
+        if not transport and not host:
+            return  # the parsers' allocation (see _new_via): they fill in every slot
         self.protocol = protocol
         self.transport = transport.upper()
         self.host = host.lower()
@@ -381,7 +383,7 @@ class Via(_Params):
         return self.host, self.port
 
     def copy(self) -> Via:
-        v = _new(Via)
+        v = _new_via(Via)
         v.protocol = self.protocol
         v.transport = self.transport
         v.host = self.host
@@ -405,7 +407,11 @@ class Via(_Params):
     __hash__ = None  # type: ignore[assignment]
 
 
-_new = object.__new__
+# How the parsers allocate a Via (then fill in its slots): the cheapest way in both builds.
+# Interpreted, ``Via.__new__`` is ``object.__new__``; compiled with mypyc (which refuses
+# ``object.__new__`` for its native classes) it runs ``__init__`` without arguments, which
+# leaves the slots unset as well. The same holds for NameAddr, SipURI, Request and Response.
+_new_via = Via.__new__
 
 _VIA_FAST_RE = re.compile(
     rf"SIP/2\.0/(UDP|TCP|TLS|SCTP|WSS?) ([a-z0-9_.\-]++|\[[0-9A-Fa-f:.]++\])"
@@ -422,7 +428,7 @@ def _via_one(value: str) -> Via:
     if m is None:
         return _via_slow(value)
     transport, host, port, praw = m.groups()
-    v = _new(Via)
+    v = _new_via(Via)
     v.protocol = "SIP/2.0"
     v.transport = transport
     v.host = _check_via_ipv6(host) if host[0] == "[" else host
@@ -444,7 +450,7 @@ def _via_slow(value: str) -> Via:
     if m is None:
         raise SipParseError("Malformed Via header")
     name, version, transport, host, port = m.groups()
-    v = _new(Via)
+    v = _new_via(Via)
     v.protocol = f"{name.upper()}/{version}"
     v.transport = transport.upper()
     v.host = _check_via_ipv6(host) if host[0] == "[" else host.lower()
@@ -490,10 +496,12 @@ class NameAddr(_Params):
 
     def __init__(
         self,
-        uri: SipURI | TelURI | AbsoluteURI | str,
+        uri: SipURI | TelURI | AbsoluteURI | str | None = None,
         display: str | None = None,
         params: dict[str, str | None] | None = None,
     ) -> None:
+        if uri is None:
+            return  # the parsers' allocation (see _new_via): they fill in every slot
         self._uri = parse_uri(uri) if isinstance(uri, str) else uri
         self._utext = str(self._uri)
         self.display = display
@@ -541,7 +549,7 @@ class NameAddr(_Params):
         return parse_uint(unquote(v), 2**32 - 1, "expires parameter")
 
     def copy(self) -> NameAddr:
-        a = _new(NameAddr)
+        a = _new_name_addr(NameAddr)
         a.display = self.display
         a._uri = None if self._uri is None else self._uri.copy()
         a._utext = self._utext
@@ -565,6 +573,8 @@ class NameAddr(_Params):
 
     __hash__ = None  # type: ignore[assignment]
 
+
+_new_name_addr = NameAddr.__new__  # see _new_via
 
 _QVALUE_RE = re.compile(r"[01](?:\.[0-9]{0,3})?")
 
@@ -603,7 +613,7 @@ def _name_addr_fast(value: str, what: str) -> NameAddr | None:
             return None
         utext, praw = m.groups()
         display = None
-    a = _new(NameAddr)
+    a = _new_name_addr(NameAddr)
     a.display = display
     a._uri = _uri_in(utext, what) if "[" in utext else None
     a._utext = utext
@@ -680,7 +690,7 @@ def _name_addr_at(value: str, pos: int, what: str, single: bool) -> tuple[NameAd
         if value[pos] == ",":
             raise SipParseError(f"Multiple values in single-valued {what} header")
         raise _param_error(value[pos:], what)
-    a = _new(NameAddr)
+    a = _new_name_addr(NameAddr)
     a.display = display
     a._uri = uri
     a._utext = utext

@@ -22,9 +22,10 @@ three paths that takes it; all three give the same result (the fuzz tests compar
 3. The general path: per-header parsers that accept every legal form and name the defect of
    what they reject.
 
-Objects are built with ``object.__new__`` and slot assignment, and parsed values live in
-dedicated slots. ``push_via`` on an unchanged message splices the new line into the received
-bytes instead of re-joining the header lines.
+Objects are allocated with ``X.__new__`` and their slots assigned (the cheapest way both
+interpreted and compiled with mypyc: see ``_new_via`` in :mod:`sipline.sip.headers`), and
+parsed values live in dedicated slots. ``push_via`` on an unchanged message splices the new
+line into the received bytes instead of re-joining the header lines.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from .headers import (
     Via,
     _name_addr_at,
     _name_addr_fast,
+    _new_name_addr,
+    _new_via,
     _tuple_new,
     _via_one,
     canonical_name,
@@ -734,7 +737,8 @@ class SipMessage:
         self._dirty = True
         return (start + "\r\n" + "\r\n".join(self._lines) + "\r\n\r\n").encode("latin-1") + body
 
-    __bytes__ = to_bytes
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
 
     def _copy_into(self, m: SipMessage) -> None:
         m._data = self._data
@@ -777,16 +781,18 @@ class Request(SipMessage):
 
     def __init__(
         self,
-        method: str,
-        uri: SipURI | TelURI | AbsoluteURI | str,
+        method: str = "",
+        uri: SipURI | TelURI | AbsoluteURI | str = "",
         headers: list[tuple[str, str]] | None = None,
         body: bytes = b"",
     ) -> None:
+        if not method and not uri:
+            return  # the parser's allocation (see _new_request): it fills in every slot
         if not is_token(method):
             raise ValueError(f"invalid method {method!r}")
         self._init_empty()
         self._method = method
-        self.uri = uri
+        self.set_uri(uri)
         for name, value in headers or ():
             self.add_header(name, value)
         if body or headers is not None:
@@ -820,6 +826,15 @@ class Request(SipMessage):
 
     @uri.setter
     def uri(self, value: SipURI | TelURI | AbsoluteURI | str) -> None:
+        self.set_uri(value)
+
+    def set_uri(self, value: SipURI | TelURI | AbsoluteURI | str) -> None:
+        """Set the Request-URI (``req.uri = value`` does the same).
+
+        Text is kept verbatim on the wire (it must parse as a URI); a URI object is
+        serialised. Compiled code calls this method: mypyc types a property assignment by the
+        getter's type, which has no ``str``.
+        """
         if isinstance(value, str):
             text = _wire(value)
             value = parse_uri(text)
@@ -837,7 +852,7 @@ class Request(SipMessage):
 
     def copy(self) -> Request:
         """An independent copy (for forking): same bytes, own header lists and caches."""
-        m = _new(Request)
+        m = _new_request(Request)
         self._copy_into(m)
         m._method = self._method
         m._ruri = self._ruri
@@ -855,11 +870,13 @@ class Response(SipMessage):
 
     def __init__(
         self,
-        status: int,
+        status: int = 0,
         reason: str | None = None,
         headers: list[tuple[str, str]] | None = None,
         body: bytes = b"",
     ) -> None:
+        if not status:
+            return  # the parser's allocation (see _new_request): it fills in every slot
         self._init_empty()
         self.status = status
         self.reason = reason_phrase(status) if reason is None else reason
@@ -900,14 +917,16 @@ class Response(SipMessage):
 
     def copy(self) -> Response:
         """An independent copy: same bytes, own header lists and caches."""
-        m = _new(Response)
+        m = _new_response(Response)
         self._copy_into(m)
         m._status = self._status
         m._reason = self._reason
         return m
 
 
-_new = object.__new__
+# How the parser allocates messages (then fills in their slots): see _new_via in headers.py.
+_new_request = Request.__new__
+_new_response = Response.__new__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -980,12 +999,13 @@ def _start_error(start: str) -> tuple[str, int]:
 
 
 def parse_message(
-    data: bytes, *, stream: bool = False, max_size: int = 65535
+    data: object, *, stream: bool = False, max_size: int = 65535
 ) -> Request | Response:
     """Parse one SIP message.
 
     :param data: the datagram (``stream=False``) or the message framed by a
-        :class:`~sipline.sip.framing.StreamFramer` (``stream=True``).
+        :class:`~sipline.sip.framing.StreamFramer` (``stream=True``): bytes, bytearray or
+        memoryview.
     :param stream: over a stream transport Content-Length is mandatory and must match exactly.
         Over UDP a missing Content-Length means "the rest of the datagram" and bytes beyond
         Content-Length are ignored (RFC 3261 §18.3).
@@ -993,22 +1013,24 @@ def parse_message(
     :raises SipParseError: for any malformed input (and only that exception). Once the start
         line and the header lines are split, the error carries the partial message.
     """
-    if data.__class__ is not bytes:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise SipParseError("Message must be bytes")
-        data = bytes(data)
-    n = len(data)
+    if data.__class__ is bytes:
+        buf: bytes = data
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        buf = bytes(data)
+    else:  # typed ``object`` so that this holds compiled too (mypyc checks declared types)
+        raise SipParseError("Message must be bytes")
+    n = len(buf)
     if n > max_size:
         raise SipParseError("Message too large", 513)
     # The tidy case: CRLF line ends only, no leading CRLFs, a blank line after the headers.
     # Anything else (bare LFs, stray CRs, no blank line) takes the lenient split. A bare LF
     # inside a line is never let through: a downstream parser could see a header there that
     # this one did not.
-    end = data.find(b"\r\n\r\n")
+    end = buf.find(b"\r\n\r\n")
     unterminated = False
     dirty: object = False
-    if end > 0 and data[0] > 32:
-        head = data[:end].decode("latin-1")
+    if end > 0 and buf[0] > 32:
+        head = buf[:end].decode("latin-1")
         # A parser specialised for this header layout, if one was built (see _Spec).
         sp = head.find(" ")
         specs = _SPECS.get(head[: sp + 4 if head[:sp] == "SIP/2.0" else sp])
@@ -1016,18 +1038,18 @@ def parse_message(
             for spec in specs:
                 m = spec.regex.fullmatch(head)
                 if m is not None:
-                    built = spec.build(m, data, n, end + 4, stream, head)
+                    built = spec.build(m, buf, n, end + 4, stream, head)
                     if built is not None:
                         return built
                     break
         lines = head.split("\r\n")
         if head.count("\n") != len(lines) - 1:
-            lines, bstart, unterminated = _split_lenient(data)
+            lines, bstart, unterminated = _split_lenient(buf)
             dirty = _PRISTINE_RAW
         else:
             bstart = end + 4
     else:
-        lines, bstart, unterminated = _split_lenient(data)
+        lines, bstart, unterminated = _split_lenient(buf)
         dirty = _PRISTINE_RAW
         head = ""
     start = lines[0]
@@ -1050,7 +1072,7 @@ def parse_message(
             break
         kappend(key)
     if key is not None and dirty is False and len(keys) == len(hlines) and start[:4] != "SIP/":
-        q = _tidy_request(data, n, bstart, start, keys, hlines, stream)
+        q = _tidy_request(buf, n, bstart, start, keys, hlines, stream)
         if q is not None:
             _learn(head, start, keys, hlines)
             return q
@@ -1081,7 +1103,7 @@ def parse_message(
                 raise SipParseError(*reason_status)
         if method not in RFC_METHODS and _TOKEN_METHOD_RE.fullmatch(method) is None:
             raise SipParseError("Malformed method in request line")
-        q = _new(Request)
+        q = _new_request(Request)
         q._method = method
         q._ruri = ruri
         q._uri = None
@@ -1095,7 +1117,7 @@ def parse_message(
         msg = _parse_status_line(start)
         version = msg.version
     msg.version = version
-    msg._data = data
+    msg._data = buf
     msg._bstart = bstart
     msg._keys = keys
     if values is not None:
@@ -1166,7 +1188,7 @@ def _parse_status_line(start: str) -> Response:
             raise SipParseError("Malformed SIP version")
         if version.upper() != "SIP/2.0":
             raise SipParseError("SIP version not supported", 505)
-    r = _new(Response)
+    r = _new_response(Response)
     r._status = int(code)
     if not reason.isascii():
         try:
@@ -1349,7 +1371,7 @@ def _tidy_request(
         or (vport is not None and len(vport) == 5 and int(vport) > 65535)
     ):
         return None
-    via = _new(Via)
+    via = _new_via(Via)
     via.protocol = "SIP/2.0"
     via.transport = g[9]
     via.host = g[10]
@@ -1364,7 +1386,7 @@ def _tidy_request(
                     vias.extend(parse_via(_line_value(line)))
         except SipParseError:
             return None
-    q = _new(Request)
+    q = _new_request(Request)
     q._method = g[0]
     q._ruri = g[1]
     q._uri = g[2:9]
@@ -1388,7 +1410,7 @@ def _tidy_request(
 
 def _tidy_name_addr(g: tuple[str | None, ...], i: int) -> NameAddr:
     """A NameAddr from the 4 groups of _NA_TIDY/_NA_VALUE starting at ``i``."""
-    a = _new(NameAddr)
+    a = _new_name_addr(NameAddr)
     d = g[i]
     a.display = g[i + 1] if d is None else d
     a._uri = None
@@ -1567,7 +1589,7 @@ class _Spec:
             port = g[i + 2]
             if port is not None and len(port) == 5 and int(port) > 65535:
                 return None
-            via = _new(Via)
+            via = _new_via(Via)
             via.protocol = "SIP/2.0"
             via.transport = g[i]
             via.host = g[i + 1]
@@ -1585,14 +1607,14 @@ class _Spec:
                 or (port is not None and len(port) == 5 and int(port) > 65535)
             ):
                 return None
-            q = _new(Request)
+            q = _new_request(Request)
             q._method = method = g[0]
             q._ruri = g[1]
             q._uri = g[2:9]
             q._cseq = _tuple_new(CSeq, (int(g[self.cseq]), method))
             # Inlined _tidy_name_addr (this is the hottest path of the server).
             i = self.from_
-            a = _new(NameAddr)
+            a = _new_name_addr(NameAddr)
             d = g[i]
             a.display = g[i + 1] if d is None else d
             a._uri = None
@@ -1601,7 +1623,7 @@ class _Spec:
             a._praw = g[i + 3]
             q._from = a
             i = self.to
-            a = _new(NameAddr)
+            a = _new_name_addr(NameAddr)
             d = g[i]
             a.display = g[i + 1] if d is None else d
             a._uri = None
@@ -1613,7 +1635,7 @@ class _Spec:
             q._mf = mf
             msg = q
         else:
-            r = _new(Response)
+            r = _new_response(Response)
             r._status = int(g[0])
             reason = g[1]
             if not reason.isascii():
@@ -1739,7 +1761,7 @@ def make_response(
         body = bytes(body)
     keys.append("content-length")
     lines.append(f"Content-Length: {len(body)}")
-    r = _new(Response)
+    r = _new_response(Response)
     r._status = status
     r._reason = reason
     r.version = "SIP/2.0"

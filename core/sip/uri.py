@@ -146,7 +146,7 @@ class SipURI:
 
     def __init__(
         self,
-        host: str,
+        host: str = "",
         user: str | None = None,
         *,
         scheme: str = "sip",
@@ -155,6 +155,8 @@ class SipURI:
         params: dict[str, str | None] | None = None,
         headers: str | None = None,
     ) -> None:
+        if not host:
+            return  # the parsers' allocation (see _new_sip_uri): they fill in every slot
         self.scheme = scheme.lower()
         self.user = user
         self.password = password
@@ -200,7 +202,7 @@ class SipURI:
         return self.host, self.port
 
     def copy(self) -> SipURI:
-        u = _new(SipURI)
+        u = _new_sip_uri(SipURI)
         u.scheme = self.scheme
         u.user = self.user
         u.password = self.password
@@ -327,7 +329,11 @@ class AbsoluteURI:
 
 URI = SipURI | TelURI | AbsoluteURI
 
-_new = object.__new__
+# How the parsers allocate a SipURI (then fill in its slots): the cheapest way in both builds.
+# Interpreted, ``SipURI.__new__`` is ``object.__new__``; compiled with mypyc (which refuses
+# ``object.__new__`` for its native classes) it runs ``__init__`` without arguments, which
+# leaves the slots unset as well.
+_new_sip_uri = SipURI.__new__
 
 
 def parse_uri(text: str) -> SipURI | TelURI | AbsoluteURI:
@@ -350,7 +356,7 @@ def uri_from_groups(groups: tuple[str | None, ...]) -> SipURI:
     """Build a SipURI from the 7 groups of :func:`sip_uri_pattern`, in order."""
     scheme, user, password, host, port, praw, headers = groups[:7]
     assert scheme is not None and host is not None and praw is not None  # always captured
-    u = _new(SipURI)
+    u = _new_sip_uri(SipURI)
     u.scheme = "sip" if scheme == "sip" else scheme.lower()
     u.user = user
     u.password = password
