@@ -8,6 +8,7 @@ proxied (push/pop Via). The tidy fast path is also checked against the general p
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -224,9 +225,25 @@ def snapshot(data: bytes) -> Any:
     return common + (m.status, m.reason)
 
 
-class _NoLayouts(dict):  # type: ignore[type-arg]
-    def get(self, key: Any, default: Any = None) -> Any:
-        return default
+# The paths are switched off through module globals, never by replacing functions: the
+# compiled build reads globals at run time but calls its functions directly.
+
+
+def _tidy_and_general_only(mp: pytest.MonkeyPatch) -> None:
+    """No layout-specialised parser, and none learnt."""
+    mp.setattr(message_module, "_SPECS", {})
+    mp.setattr(message_module, "_SEEN", {})
+    mp.setattr(message_module, "_TRIES", {})
+    mp.setattr(message_module, "_COMPILE_BUDGET", 0)
+
+
+def _general_only(mp: pytest.MonkeyPatch) -> None:
+    _tidy_and_general_only(mp)
+    mp.setattr(message_module, "_REQUEST_TIDY_RE", re.compile(r"(?!)"))  # never matches
+
+
+def _is_compiled() -> bool:
+    return not str(message_module.__file__).endswith(".py")
 
 
 def _warm() -> None:
@@ -247,15 +264,52 @@ _warm()
 def test_fast_paths_agree_with_general_path(data: bytes) -> None:
     specialised = snapshot(data)  # layout-specialised parser, tidy path, general path
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(message_module, "_SPECS", {})
-        mp.setattr(message_module, "_learn", lambda *args: None)
+        _tidy_and_general_only(mp)
         tidy = snapshot(data)  # tidy path, general path
-        mp.setattr(message_module, "_LAYOUTS", _NoLayouts())
-        mp.setattr(message_module, "_layout", lambda keys: ())
+    with pytest.MonkeyPatch.context() as mp:
+        _general_only(mp)
         general = snapshot(data)  # general path only
     assert specialised == tidy == general
 
 
+def test_path_switches_work() -> None:
+    """The switches above really take the fast paths out (in either build)."""
+    _warm()
+    assert message_module._SPECS
+    with pytest.MonkeyPatch.context() as mp:
+        _general_only(mp)
+        for _ in range(3):
+            msg = parse_message(BASIC_INVITE)
+        # Only the general path fills in the header values up front (careful validation).
+        assert getattr(msg, "_values", None) is not None
+        assert message_module._SPECS == {}
+    with pytest.MonkeyPatch.context() as mp:
+        _tidy_and_general_only(mp)
+        for _ in range(3):
+            msg = parse_message(BASIC_INVITE)
+        assert getattr(msg, "_values", None) is None
+        assert message_module._SPECS == {}
+
+
+def test_tidy_messages_have_a_specialised_parser() -> None:
+    _warm()
+    for data in (BASIC_INVITE, BASIC_200):
+        end = data.find(b"\r\n\r\n")
+        head = data[:end].decode("latin-1")
+        matches = [
+            (spec, m)
+            for specs in message_module._SPECS.values()
+            for spec in specs
+            if (m := spec.regex.fullmatch(head)) is not None
+        ]
+        assert len(matches) == 1
+        spec, m = matches[0]
+        assert spec.build(m, data, len(data), end + 4, False, head) is not None
+
+
+@pytest.mark.skipif(
+    _is_compiled(), reason="spies on module functions: compiled code calls them directly"
+)
 def test_fast_paths_are_taken_for_tidy_messages() -> None:
     _warm()
     built: list[object] = []
@@ -279,7 +333,6 @@ def test_fast_paths_are_taken_for_tidy_messages() -> None:
         parse_message(BASIC_INVITE)
         parse_message(BASIC_200)
         assert len(built) == 2 and all(b is not None for b in built)
-        mp.setattr(message_module, "_SPECS", {})
-        mp.setattr(message_module, "_learn", lambda *args: None)
+        _tidy_and_general_only(mp)
         parse_message(BASIC_INVITE)  # the tidy path, without a specialised parser
     assert careful == []
