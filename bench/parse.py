@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 
+from sipline._build import compiled_modules
 from sipline.sip import make_response, message, parse_message
 
 SDP = (
@@ -128,7 +129,8 @@ def main() -> None:
     # Warm up: name caches, header-layout caches, regex compilation.
     full_loop(1000)
     parse_only(1000, OK200S)
-    print(f"sipline.sip micro benchmark, N={n}, INVITE {len(INVITE)} bytes, one core")
+    build = "compiled (mypyc)" if compiled_modules() else "pure Python"
+    print(f"sipline.sip micro benchmark, N={n}, INVITE {len(INVITE)} bytes, one core, {build}")
     report("full loop (parse+read+push_via+bytes)", n, best(full_loop, n))
     report("parse only: INVITE", n, best(parse_only, n, INVITES))
     report("parse only: 200 OK", n, best(parse_only, n, OK200S))

@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sipline._build import compiled_modules
 from sipline.config import build_config
 from sipline.plugins import build_plugin_manager
 from sipline.routing.default import CoreDefaults
@@ -229,7 +230,9 @@ def main() -> None:
         if prof:
             prof.disable()
         elapsed = time.process_time() - t0 - t_build
-        print(f"sipline proxy path, {calls} calls (INVITE/180/200/ACK/BYE/200), one core, in-process")
+        build = "compiled (mypyc)" if compiled_modules() else "pure Python"
+        print(f"sipline proxy path, {calls} calls (INVITE/180/200/ACK/BYE/200), one core, "
+              f"in-process, {build}")
         print(f"  {elapsed / calls * 1e6:8.1f} µs CPU per call   {calls / elapsed:10,.0f} calls/s")
         print(f"  transactions still in the table (their timers run later): {len(server.proxy.layer)}")
         if prof:
