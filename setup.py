@@ -2,7 +2,7 @@
 
 ``pip install .`` / ``pip wheel .`` / ``pip install -e .`` compile the modules listed in
 core/_build.py (about two minutes, needs a C compiler). ``SIPLINE_PURE_PYTHON=1`` builds pure
-Python instead, and in the source tree removes what an earlier in-place build left there.
+Python instead (and, for ``pip install -e .``, removes what an in-place build left in core/).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.editable_wheel import editable_wheel
 
 ROOT = Path(__file__).resolve().parent
 BUILD = runpy.run_path(str(ROOT / "core" / "_build.py"))
@@ -98,13 +99,22 @@ class BuildExt(build_ext):
             (ROOT / "core" / BUILD["DIGESTS_FILE"]).write_text(json.dumps(digests, indent=1))
 
 
+class EditableWheel(editable_wheel):
+    """A pure-Python editable install removes what an in-place compiled build left in core/
+    (it would shadow the sources). Other builds leave the source tree alone."""
+
+    def run(self) -> None:
+        if PURE:
+            for stale in _in_place_artifacts():
+                stale.unlink()
+        super().run()
+
+
 if PURE:
-    for stale in _in_place_artifacts():
-        stale.unlink()
     ext_modules: list[Extension] = []
 else:
     # A stand-in that marks the distribution as having extensions (platform wheel);
     # BuildExt replaces it with mypyc's.
     ext_modules = [Extension(BUILD["NATIVE_LIBRARY"], sources=[])]
 
-setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})
+setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt, "editable_wheel": EditableWheel})
