@@ -35,7 +35,14 @@ from sipline.routing.context import (
     RequestContext,
 )
 from sipline.sip import Request, Response, SipParseError, make_response, parse_message
-from sipline.transport import Source, TcpTransport, Transport, UdpTransport, via_destination
+from sipline.transport import (
+    Source,
+    TcpTransport,
+    Transport,
+    UdpTransport,
+    unbracket,
+    via_destination,
+)
 
 log = logging.getLogger("sipline.server")
 
@@ -47,10 +54,6 @@ _INTERNAL_ERROR = Reply(500, "Server Internal Error")
 
 class StartupError(Exception):
     """The server cannot start; the message says which part failed and why."""
-
-
-def _unbracket(host: str) -> str:
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -110,7 +113,7 @@ class Server:
 
     def is_local(self, host: str, port: int | None = None) -> bool:
         """True for a host in ``[server] domains`` or a listen address (and our port)."""
-        host = _unbracket(host.lower())
+        host = unbracket(host.lower())
         if host not in self._local_hosts:
             if ":" not in host:
                 return False
@@ -448,7 +451,7 @@ class Server:
         ip, port = source.remote
         params = via.params
         changed = False
-        if not _same_address(_unbracket(via.host), ip) or "rport" in params:
+        if not _same_address(unbracket(via.host), ip) or "rport" in params:
             if params.get("received") != ip:
                 params["received"] = ip
                 changed = True
