@@ -24,6 +24,7 @@ from sipline import __version__
 from sipline.config import Config
 from sipline.plugins import HookError, Pipeline
 from sipline.proxy import Proxy, Relayed
+from sipline.proxy.uac import Uac
 from sipline.routing.actions import Drop, Redirect, Reply
 from sipline.routing.context import (
     BranchContext,
@@ -97,6 +98,8 @@ class Server:
         header = f"sipline/{__version__}" if srv.server_header is None else srv.server_header
         self.server_header: tuple[tuple[str, str], ...] = (("Server", header),) if header else ()
         self.proxy = Proxy(self)
+        #: Requests sipline originates (probes, BYEs of expired dialogs...).
+        self.uac = Uac(self.proxy)
         self._transport_index: dict[tuple[str, bool], Transport] = {}
         self.own_routes: frozenset[str] = frozenset()
         #: True while the UDP receive queues are backed up (see _watch_load).
@@ -693,6 +696,15 @@ class Server:
             return True
         log.error("a failure handler returned %r, which is not an action", result)
         return False
+
+    async def send_request(self, request: Request, destination: str | None = None) -> Response:
+        """Originate a non-INVITE request and return its final response.
+
+        See :meth:`sipline.proxy.uac.Uac.send`: the request gets a Via and a client
+        transaction, passes ``route_local``, and resolves to the response received or a
+        local 408/503. :raises LocalRequestError: when it cannot be sent at all.
+        """
+        return await self.uac.send(request, destination)
 
     def transport_for(self, proto: str, host: str) -> Transport | None:
         """The listener to send from, for a transport and the destination's family."""
