@@ -545,10 +545,17 @@ class Proxy:
     def _add_record_route(self, req: Request, ctx: RequestContext, out: Any) -> None:
         server = self.server
         inbound = ctx.source.transport
+        extra = ctx.rr_params
         if out is not inbound:
             # Changing transport or address family: record both sides (RFC 5658).
-            req.add_header("Record-Route", server.record_route_value(inbound), first=True)
-        req.add_header("Record-Route", server.record_route_value(out), first=True)
+            value = server.record_route_value(inbound)
+            if extra:
+                value = value[:-1] + extra + ">"
+            req.add_header("Record-Route", value, first=True)
+        value = server.record_route_value(out)
+        if extra:
+            value = value[:-1] + extra + ">"
+        req.add_header("Record-Route", value, first=True)
 
     def arm_timer(self, branch: Branch, seconds: float) -> None:
         branch.stop_timer()

@@ -73,7 +73,8 @@ class RequestContext(_ScriptApiMixin):
 
     __slots__ = (
         "msg", "source", "server", "flags", "vars", "dst", "rr", "branch_flags",
-        "response_context", "failure_handler", "own_route", "_ruri", "_branches", "_api_cache",
+        "response_context", "failure_handler", "own_route", "rr_params", "route_params", "_ruri",
+        "_branches", "_api_cache",
     )
 
     def __init__(self, msg: Request, source: Source, server: Server) -> None:
@@ -91,6 +92,11 @@ class RequestContext(_ScriptApiMixin):
         #: i.e. we record-routed this dialog (OpenSIPS's ``check_route_param``
         #: spirit): an in-dialog request without one did not come through us.
         self.own_route = False
+        #: URI parameters of our Record-Route (OpenSIPS ``add_rr_param``), e.g. ``;did=x``.
+        self.rr_params = ""
+        #: Parameters of our Route entry that :meth:`loose_route` consumed (OpenSIPS
+        #: ``$rr_params`` / ``check_route_param``): what a plugin put in its Record-Route.
+        self.route_params: dict[str, str | None] = {}
         self._ruri: str | None = None
         self._branches: list[tuple[str, str | None, set[str]]] = []
 
@@ -180,9 +186,29 @@ class RequestContext(_ScriptApiMixin):
         """The extra branches added with :meth:`append_branch`."""
         return self._branches
 
-    def record_route(self) -> None:
-        """Add Record-Route with ``lr`` to the relayed request (two when switching sides)."""
+    def record_route(self, params: str = "") -> None:
+        """Add Record-Route with ``lr`` to the relayed request (two when switching sides).
+
+        ``params`` (``";did=abc"``) are added to our Record-Route URI, as with
+        :meth:`add_rr_param`.
+        """
         self.rr = True
+        if params:
+            self.add_rr_param(params)
+
+    def add_rr_param(self, param: str) -> None:
+        """Add a URI parameter to our Record-Route (OpenSIPS ``add_rr_param``).
+
+        In-dialog requests bring it back in their Route; :meth:`loose_route` then
+        exposes it in :attr:`route_params`. ``param`` is ``";name=value"`` or
+        ``";name"`` (the leading ``;`` may be omitted).
+        """
+        param = param.strip()
+        if not param.startswith(";"):
+            param = ";" + param
+        if any(c in param for c in "<>\r\n ,"):
+            raise ValueError(f"invalid Record-Route parameter {param!r}")
+        self.rr_params += param
 
     def has_to_tag(self) -> bool:
         """True for in-dialog requests (``has_totag``)."""
@@ -215,6 +241,7 @@ class RequestContext(_ScriptApiMixin):
             last = values[-1].strip()
             self._ruri = last[1:last.index(">")] if last.startswith("<") else last
             self.own_route = True
+            self.route_params = dict(uri.params)  # type: ignore[union-attr]
             return True
         if not had_routes:
             return False
@@ -248,6 +275,10 @@ class RequestContext(_ScriptApiMixin):
             for v in values[keep:]:
                 msg.add_header("Route", v)
             self.own_route = True
+            params: dict[str, str | None] = {}
+            for r in routes[:keep]:
+                params.update(r.uri.params)  # type: ignore[union-attr]
+            self.route_params = params
         return True
 
     # -- headers (convenience over ctx.msg) ----------------------------------

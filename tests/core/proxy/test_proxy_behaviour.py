@@ -250,3 +250,47 @@ def test_hook_route_local_sees_the_proxys_own_cancel(tmp_path, peers):
         assert local.seen == [("CANCEL", ("udp", "127.0.0.1", ringing.port))]
         assert final(client).status == 200
         client.close()
+
+
+def test_record_route_params_come_back_in_route_params(tmp_path, peers):
+    a = peers()
+    plugin = script(tmp_path, f"""
+        def route_request(ctx):
+            if ctx.msg.to.tag:
+                routed = ctx.loose_route()
+                seen = repr((routed, ctx.own_route, sorted(ctx.route_params.items())))
+                return ctx.reply(200, "OK", [("X-Seen", seen)])
+            if ctx.msg.method == "INVITE":
+                ctx.record_route(";did=d1")
+                ctx.add_rr_param("flag")
+                return ctx.relay("{a.uri}")
+    """)
+    with inprocess_server(script=plugin) as srv:
+        client = SipClient(srv.address())
+        client.send(request(client))
+        msg, addr = a.receive()
+        rr = msg.get_all("record-route")
+        assert len(rr) == 1 and rr[0].endswith(";lr;did=d1;flag>"), rr
+        a.answer(msg, addr, 486)
+        assert final(client).status == 486
+        # The in-dialog request brings our Record-Route back as its Route.
+        bye = request(client, "BYE", extra=f"Route: {rr[0]}\r\n").decode().split("\r\n")
+        text = [line + ";tag=t9" if line.startswith("To:") else line for line in bye]
+        client.send("\r\n".join(text).encode())
+        ok = final(client)
+        assert ok.status == 200
+        assert ok.get("x-seen") == repr(
+            (True, True, [("did", "d1"), ("flag", None), ("lr", None)]))
+        client.close()
+
+
+def test_add_rr_param_rejects_what_would_break_the_header():
+    from sipline.routing.context import RequestContext
+
+    ctx = RequestContext.__new__(RequestContext)
+    ctx.rr_params = ""
+    ctx.add_rr_param("a=1")
+    assert ctx.rr_params == ";a=1"
+    for bad in (";a=<x>", ";a=1,b", "; a"):
+        with pytest.raises(ValueError):
+            ctx.add_rr_param(bad)
