@@ -633,7 +633,9 @@ class Server:
         if not self.pipeline.impls("route_reply"):
             return True  # no context to build: the common case
         source = self.proxy.last_source
-        return self._run_each("route_reply", ReplyContext(response, source, self, rc.ctx.msg))  # type: ignore[arg-type]
+        return self._run_each(
+            "route_reply", ReplyContext(response, source, self, rc.ctx.msg, rc.ctx)  # type: ignore[arg-type]
+        )
 
     def run_route_branch(self, request: Request, branch: Any, ctx: RequestContext) -> bool:
         """route_branch for one outgoing branch; False: the branch is dropped."""

@@ -319,15 +319,25 @@ class RequestContext(_ScriptApiMixin):
 class ReplyContext(_ScriptApiMixin):
     """Context of :func:`sipline.hooks.route_reply`."""
 
-    __slots__ = ("msg", "source", "server", "request", "_api_cache")
+    __slots__ = ("msg", "source", "server", "request", "vars", "flags", "_api_cache")
 
     def __init__(
-        self, msg: Response, source: Source, server: Server, request: Request | None = None
+        self,
+        msg: Response,
+        source: Source,
+        server: Server,
+        request: Request | None = None,
+        request_ctx: RequestContext | None = None,
     ) -> None:
         self.msg = msg
         self.source = source
         self.server = server
         self.request = request
+        #: The per-transaction variables and message flags of the request this
+        #: response answers (OpenSIPS AVPs and flags in ``onreply_route``);
+        #: fresh empty ones for a response no transaction matched.
+        self.vars: dict[str, Any] = request_ctx.vars if request_ctx is not None else {}
+        self.flags: set[str] = request_ctx.flags if request_ctx is not None else set()
 
 
 class BranchContext(_ScriptApiMixin):

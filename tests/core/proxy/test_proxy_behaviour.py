@@ -294,3 +294,25 @@ def test_add_rr_param_rejects_what_would_break_the_header():
     for bad in (";a=<x>", ";a=1,b", "; a"):
         with pytest.raises(ValueError):
             ctx.add_rr_param(bad)
+
+
+def test_route_reply_sees_the_transaction_vars(tmp_path, peers):
+    a = peers()
+    plugin = script(tmp_path, f"""
+        def route_request(ctx):
+            if ctx.msg.method == "INVITE":
+                ctx.vars["dialog"] = "d7"
+                ctx.flags.add("traced")
+                return ctx.relay("{a.uri}")
+
+        def route_reply(ctx):
+            ctx.msg.add_header("X-Seen", f"{{ctx.vars.get('dialog')}} {{sorted(ctx.flags)}}")
+    """)
+    with inprocess_server(script=plugin) as srv:
+        client = SipClient(srv.address())
+        client.send(request(client))
+        msg, addr = a.receive()
+        a.answer(msg, addr, 486)
+        got = final(client)
+        assert got.status == 486 and got.get("x-seen") == "d7 ['traced']"
+        client.close()
