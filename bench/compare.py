@@ -53,9 +53,9 @@ def run_one(kind: str, workers: int, scenario: str, port: int, args: argparse.Na
     workdir = workroot / f"{kind}-w{workers}-{scenario}"
     if kind == "sipline":
         server = sipbench.start_sipline(port, workers, workdir, with_script=scenario != "options",
-                                        uas_port=args.uas_port, host=host)
+                                        uas_port=args.uas_port, host=host, scenario=scenario)
     else:
-        server = sipbench.start_kamailio(port, workers, workdir, host=host)
+        server = sipbench.start_kamailio(port, workers, workdir, host=host, scenario=scenario)
     try:
         if server.ready_status is None:
             sweep = Sweep(server.label, scenario, f"{host}:{port}", [server.pid], rates, duration)
