@@ -36,6 +36,18 @@ from sipline.routing.context import (
     RequestContext,
 )
 from sipline.sip import Request, Response, SipParseError, make_response, parse_message
+from sipline.stats import (
+    BAD_MSG_HDR,
+    DROP_REPLIES,
+    DROP_REQUESTS,
+    ERR_REQUESTS,
+    RCV_REPLIES,
+    RCV_REQUESTS,
+    SharedSlots,
+    Statistics,
+    StatisticsError,
+    register_core_gauges,
+)
 from sipline.transport import (
     Source,
     TcpTransport,
@@ -71,8 +83,27 @@ def _same_address(a: str, b: str) -> bool:
 class Server:
     """One worker's SIP server: listeners plus the route pipeline."""
 
-    def __init__(self, config: Config, pm: pluggy.PluginManager, *, reuse_port: bool = False):
+    def __init__(
+        self,
+        config: Config,
+        pm: pluggy.PluginManager,
+        *,
+        reuse_port: bool = False,
+        worker: int = 0,
+        shared: SharedSlots | None = None,
+        mi: bool = False,
+    ):
+        """``worker`` and ``shared``: this process's row in the statistics memory the
+        workers share (created before they fork); ``mi``: this process serves the
+        management interface (one process of a multi-worker server)."""
         self.config = config
+        self.worker = worker
+        #: Statistics (core and plugins); ``counters`` is this worker's row of
+        #: slots, incremented on the message path by fixed index.
+        self.stats = Statistics(shared, worker)
+        self.counters = self.stats.values
+        self.mi_enabled = mi
+        self.mi: Any = None
         self.pm = pm
         self.pipeline = Pipeline(pm)
         self.reuse_port = reuse_port
@@ -100,6 +131,7 @@ class Server:
         self.proxy = Proxy(self)
         #: Requests sipline originates (probes, BYEs of expired dialogs...).
         self.uac = Uac(self.proxy)
+        register_core_gauges(self.stats, self)
         self._transport_index: dict[tuple[str, bool], Transport] = {}
         self.own_routes: frozenset[str] = frozenset()
         #: True while the UDP receive queues are backed up (see _watch_load).
@@ -186,8 +218,8 @@ class Server:
 
             return register
 
-        def stats(plugin: str) -> Callable[..., None]:
-            def register(name: str, **meta: Any) -> None:
+        def stats(plugin: str) -> Callable[..., Any]:
+            def register(name: str, **meta: Any) -> Any:
                 group, sep, stat = name.partition(":")
                 if not sep or not group or not stat:
                     raise StartupError(
@@ -199,6 +231,10 @@ class Server:
                         f"{self.statistics[name]['plugin']!r} and plugin {plugin!r}"
                     )
                 self.statistics[name] = {"plugin": plugin, **meta}
+                try:  # the handle to count with: Counter.inc() (None when computed)
+                    return self.stats.register(name, plugin=plugin, **meta)
+                except (StatisticsError, TypeError) as exc:
+                    raise StartupError(f"plugin {plugin!r}: {exc}") from exc
 
             return register
 
@@ -235,6 +271,12 @@ class Server:
                     f"plugin {impl.plugin_name!r} failed to start: {type(exc).__name__}: {exc}"
                 ) from exc
         self._refresh_capabilities()
+        self.stats.shared.mark_started(self.worker, mi=self.mi_enabled)
+        if self.mi_enabled:  # before SIP: answering SIP means MI is up too
+            from sipline.mi.service import ManagementInterface
+
+            self.mi = ManagementInterface(self)
+            await self.mi.start()
         srv = self.config.server
         self._local_hosts = set(srv.domains)
         for listen in srv.listen:
@@ -272,6 +314,8 @@ class Server:
             self.spawn(self._watch_load(srv.overload_backlog))
         for t in self.transports:
             log.info("listening on %s:%s", t.proto, _fmt(t.local))
+        if self.stats.shared.workers > 1:  # other workers read this one's function values
+            self.spawn(self.stats.publish_every(srv.timer_interval))
 
     async def _timer_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -374,6 +418,10 @@ class Server:
 
     async def stop(self) -> None:
         """Stop listening, run shutdown hooks (reverse order), cancel tasks."""
+        if self.mi is not None:
+            await self.mi.stop()
+            self.mi = None
+        self.stats.shared.mark_stopped(self.worker)
         await self._stop_transports()
         self.proxy.stop()
         for impl in self.pm.hook.shutdown.get_hookimpls():
@@ -399,11 +447,14 @@ class Server:
             self._on_parse_error(exc, data, source)
             return
         if type(msg) is Request:
+            self.counters[RCV_REQUESTS] += 1
             self._on_request(msg, source)
         else:
+            self.counters[RCV_REPLIES] += 1
             self._on_response(msg, source)  # type: ignore[arg-type]
 
     def _on_parse_error(self, exc: SipParseError, data: bytes, source: Source) -> None:
+        self.counters[BAD_MSG_HDR] += 1
         ctx = ErrorContext(exc, data, source, self)
         try:
             index, action = self.pipeline.first_at("route_error", ctx)
@@ -522,6 +573,7 @@ class Server:
             self._execute(action, msg, source, ctx)
 
     def _hook_failed(self, err: HookError, msg: Request, source: Source) -> None:
+        self.counters[ERR_REQUESTS] += 1
         log.error("%s", err, exc_info=err.exc)
         if msg.method != "ACK":
             self._execute(_INTERNAL_ERROR, msg, source)
@@ -555,6 +607,7 @@ class Server:
             action = Reply(action.error.status, action.error.reason)
             cls = Reply
         if cls is Drop:
+            self.counters[DROP_REQUESTS] += 1
             return
         if msg.method == "ACK":
             return  # an ACK is never answered
@@ -584,6 +637,7 @@ class Server:
                 self.spawn(self._resume_response(ctx, index, action))
                 return
             if action is not None:
+                self.counters[DROP_REPLIES] += 1
                 return  # any action on a response means: stop here
         if self.proxy.on_response(msg, source):
             return  # a client transaction took it (route_reply runs from there)
@@ -605,10 +659,12 @@ class Server:
         if self.pipeline.impls("route_reply") and not self._run_each(
             "route_reply", ReplyContext(msg, source, self)
         ):
+            self.counters[DROP_REPLIES] += 1
             return
         # §16.11: forwarded by Via when our Via is on top; anything else is a
         # stray the element drops (§18.1.2).
-        self.proxy.forward_response_statelessly(msg)
+        if not self.proxy.forward_response_statelessly(msg):
+            self.counters[DROP_REPLIES] += 1
 
     def _run_each(self, stage: str, ctx: Any) -> bool:
         """Run a non-firstresult stage; False when some implementation returned Drop."""
