@@ -134,6 +134,9 @@ class Server:
         register_core_gauges(self.stats, self)
         self._transport_index: dict[tuple[str, bool], Transport] = {}
         self.own_routes: frozenset[str] = frozenset()
+        #: The same without the closing ``>``: our entries that carry a plugin's
+        #: parameters (``;did=...``) start with one of these.
+        self.own_route_prefixes: tuple[str, ...] = ()
         #: True while the UDP receive queues are backed up (see _watch_load).
         self.overloaded = False
         self.shed_requests = 0
@@ -309,6 +312,7 @@ class Server:
         #: Our Record-Route values as we write them: loose_route recognises
         #: them in Route headers without parsing.
         self.own_routes = frozenset(self.record_route_value(t) for t in self.transports)
+        self.own_route_prefixes = tuple(v[:-1] for v in self.own_routes)
         self.spawn(self._timer_loop())
         if srv.overload_backlog > 0:
             self.spawn(self._watch_load(srv.overload_backlog))

@@ -21,6 +21,24 @@ if TYPE_CHECKING:
     from sipline.transport.base import Source
 
 
+def _own_route_params(line: str, prefixes: tuple[str, ...]) -> dict[str, str | None] | None:
+    """The parameters of a Route line that is one of our Record-Route values plus simple
+    parameters (``<sip:us;lr;did=x>``), read without parsing the URI; None otherwise."""
+    if not line.endswith(">") or "," in line or '"' in line:
+        return None
+    for prefix in prefixes:
+        if line.startswith(prefix) and line[len(prefix)] == ";":
+            out: dict[str, str | None] = {"lr": None}
+            for item in line[len(prefix) + 1:-1].split(";"):
+                name, eq, value = item.partition("=")
+                name = name.strip().lower()
+                if not name or "<" in item or ">" in item or "?" in item:
+                    return None  # anything unusual: the careful path decides
+                out[name] = value.strip() if eq else None
+            return out
+    return None
+
+
 class _ScriptApiMixin:
     """Resolves ``ctx.<name>`` through the script APIs plugins registered."""
 
@@ -250,15 +268,23 @@ class RequestContext(_ScriptApiMixin):
         own = server.own_routes
         lines = msg.get_all("route")
         mine = 0
+        params: dict[str, str | None] | None = None
         for line in lines:
-            if line not in own:
+            if line in own:
+                mine += 1
+                continue
+            extra = _own_route_params(line, server.own_route_prefixes)
+            if extra is None:
                 break
+            params = extra if params is None else {**params, **extra}
             mine += 1
         if mine and (mine == len(lines) or "," not in lines[mine]):
             msg.remove_header("route")
             for line in lines[mine:]:
                 msg.add_header("Route", line)
             self.own_route = True
+            if params is not None:
+                self.route_params = params
             return True
         values = msg.get_list("route")
         routes = msg.routes

@@ -316,3 +316,17 @@ def test_route_reply_sees_the_transaction_vars(tmp_path, peers):
         got = final(client)
         assert got.status == 486 and got.get("x-seen") == "d7 ['traced']"
         client.close()
+
+
+def test_own_route_params_fast_reading():
+    from sipline.routing.context import _own_route_params
+
+    prefixes = ("<sip:192.0.2.1:5060;lr",)
+    assert _own_route_params("<sip:192.0.2.1:5060;lr;did=a1;x>", prefixes) == {
+        "lr": None, "did": "a1", "x": None}
+    for other in ("<sip:192.0.2.1:5060;lr>",  # exact: the caller's set handles it
+                  "<sip:192.0.2.1:50600;lr;did=1>",  # another port
+                  "<sip:192.0.2.1:5060;lr;did=1>, <sip:x>",  # two entries in one line
+                  "<sip:192.0.2.1:5060;lr;did=1?h=v>",  # URI headers: the careful path
+                  "<sip:192.0.2.9:5060;lr;did=1>"):
+        assert _own_route_params(other, prefixes) is None, other
