@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -81,6 +83,14 @@ class LocationStore:
 
     def __init__(self) -> None:
         self._aors: dict[str, dict[str, Binding]] = {}
+        self._contacts = 0
+        # (expires, aor, key) of every binding stored, oldest first: expiry pops what
+        # is due instead of scanning every binding each tick. Entries of bindings that
+        # were refreshed or removed since are stale and skipped when they come up.
+        self._expiry: list[tuple[float, str, str]] = []
+
+    def _due(self, aor: str, key: str, binding: Binding) -> None:
+        heapq.heappush(self._expiry, (binding.expires, aor, key))
 
     def bindings(self, aor: str, now: float) -> list[Binding]:
         """The live bindings of ``aor``, best q first."""
@@ -97,24 +107,37 @@ class LocationStore:
         return self._aors.get(aor, {}).get(key)
 
     def put(self, aor: str, key: str, binding: Binding) -> None:
-        self._aors.setdefault(aor, {})[key] = binding
+        found = self._aors.setdefault(aor, {})
+        if key not in found:
+            self._contacts += 1
+        found[key] = binding
+        self._due(aor, key, binding)
 
     def replace(self, aor: str, bindings: Mapping[str, Binding]) -> None:
         """Make ``bindings`` the complete set of ``aor`` (empty: the AOR goes)."""
+        old = self._aors.get(aor)
+        if old is not None:
+            self._contacts -= len(old)
         if bindings:
             self._aors[aor] = dict(bindings)
+            self._contacts += len(bindings)
+            for key, binding in bindings.items():
+                if old is None or old.get(key) is not binding:
+                    self._due(aor, key, binding)
         else:
             self._aors.pop(aor, None)
 
     def remove(self, aor: str, key: str) -> None:
         found = self._aors.get(aor)
-        if found is not None:
-            found.pop(key, None)
+        if found is not None and found.pop(key, None) is not None:
+            self._contacts -= 1
             if not found:
                 del self._aors[aor]
 
     def remove_aor(self, aor: str) -> None:
-        self._aors.pop(aor, None)
+        found = self._aors.pop(aor, None)
+        if found:
+            self._contacts -= len(found)
 
     def count(self, aor: str) -> int:
         return len(self._aors.get(aor, ()))
@@ -124,14 +147,26 @@ class LocationStore:
         return len(self._drop_expired(now))
 
     def _drop_expired(self, now: float) -> list[tuple[str, str]]:
-        gone = []
-        for aor in list(self._aors):
-            found = self._aors[aor]
-            for key in [k for k, b in found.items() if b.expires <= now]:
-                del found[key]
-                gone.append((aor, key))
+        gone: list[tuple[str, str]] = []
+        heap = self._expiry
+        aors = self._aors
+        while heap and heap[0][0] <= now:
+            _, aor, key = heapq.heappop(heap)
+            found = aors.get(aor)
+            if found is None:
+                continue
+            binding = found.get(key)
+            if binding is None or binding.expires > now:
+                continue  # removed, or refreshed: a later entry stands for it
+            del found[key]
+            self._contacts -= 1
+            gone.append((aor, key))
             if not found:
-                del self._aors[aor]
+                del aors[aor]
+        # Refreshes leave stale entries behind: rebuild when they outnumber the live ones.
+        if len(heap) > 2 * self._contacts + 1024:
+            self._expiry = [(b.expires, a, k) for a, f in aors.items() for k, b in f.items()]
+            heapq.heapify(self._expiry)
         return gone
 
     def aors(self) -> list[str]:
@@ -154,4 +189,4 @@ class LocationStore:
 
     @property
     def contacts(self) -> int:
-        return sum(len(v) for v in self._aors.values())
+        return self._contacts

@@ -28,6 +28,17 @@ def aor_of(uri: Any) -> str | None:
     return f"{uri.user}@{uri.host}"
 
 
+_date_cache: list[Any] = [0, ""]
+
+
+def http_date() -> str:
+    """The ``Date`` header value for now (RFC 3261 §20.17), formatted once per second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = email.utils.formatdate(now, usegmt=True)
+    return _date_cache[1]  # type: ignore[no-any-return]
+
 class Registrar:
     """The registrar of one worker: the store, the settings and the counters."""
 
@@ -166,7 +177,7 @@ class Registrar:
         if msg.has("path"):
             headers.append(("Path", ", ".join(msg.get_list("path"))))
             headers.append(("Supported", "path"))
-        headers.append(("Date", email.utils.formatdate(usegmt=True)))
+        headers.append(("Date", http_date()))
         return Reply(200, "OK", tuple(headers))
 
     # -- lookup --------------------------------------------------------------------------

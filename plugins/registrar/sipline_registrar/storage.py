@@ -41,6 +41,10 @@ Clock = Callable[[], float]
 Change = tuple[str, str, "Binding | None"]
 
 BATCH_ROWS = 500  # rows per statement: bounded IN lists and INSERTs
+#: The writer thread's statements are smaller and separated by a short sleep: it shares
+#: the GIL with the event loop, which must keep answering while a flush runs.
+WRITER_CHUNK = 100
+WRITER_PAUSE = 0.003
 RETRY_MAX = 30.0  # seconds between attempts while the database is down
 
 
@@ -128,22 +132,29 @@ def _now_utc() -> datetime:
 
 
 def apply_changes(conn: Connection, changes: list[Change], offset: float, *,
-                  delete: bool = True) -> None:
+                  delete: bool = True, chunk: int = BATCH_ROWS, pause: float = 0.0) -> None:
     """Write ``changes`` in ``conn``'s transaction: the last change of a binding wins.
 
-    The touched rows are deleted (one statement per :data:`BATCH_ROWS`) and the
-    bindings that remain inserted: portable, where an upsert is not.
+    The touched rows are deleted (one statement per ``chunk`` rows) and the
+    bindings that remain inserted: portable, where an upsert is not. ``pause``
+    seconds of sleep after each statement hand the GIL back to the event loop,
+    so that a large write-back flush slows down instead of stalling SIP.
     """
     latest: dict[int, tuple[str, str, Binding | None]] = {}
     for aor, key, binding in changes:
         latest[contact_id(aor, key)] = (aor, key, binding)
     ids = list(latest) if delete else []
-    for i in range(0, len(ids), BATCH_ROWS):
-        conn.execute(location.delete().where(location.c.contact_id.in_(ids[i:i + BATCH_ROWS])))
+    for i in range(0, len(ids), chunk):
+        conn.execute(location.delete().where(location.c.contact_id.in_(ids[i:i + chunk])))
+        if pause:
+            time.sleep(pause)
     modified = _now_utc()
-    rows = [to_row(a, k, b, offset, modified) for a, k, b in latest.values() if b is not None]
-    for i in range(0, len(rows), BATCH_ROWS):
-        conn.execute(location.insert(), rows[i:i + BATCH_ROWS])
+    live = [(a, k, b) for a, k, b in latest.values() if b is not None]
+    for i in range(0, len(live), chunk):
+        conn.execute(location.insert(),
+                     [to_row(a, k, b, offset, modified) for a, k, b in live[i:i + chunk]])
+        if pause:
+            time.sleep(pause)
 
 
 def load_bindings(engine: Engine, clock: Clock) -> list[tuple[str, str, Binding]]:
@@ -320,7 +331,8 @@ class SqlWriter:
         while True:
             try:
                 self._connections.write(
-                    lambda conn: apply_changes(conn, batch, wall_offset(self._clock))
+                    lambda conn: apply_changes(conn, batch, wall_offset(self._clock),
+                                               chunk=WRITER_CHUNK, pause=WRITER_PAUSE)
                 )
             except (OperationalError, InterfaceError) as exc:  # unreachable, locked
                 self.failures += 1
