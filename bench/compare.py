@@ -26,6 +26,7 @@ the docstring of bench/sipbench.py.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="first UDP port tried for Kamailio (default %(default)s)")
     sipbench.add_common_options(p)
     args = p.parse_args(argv)
+    os.environ["SIPBENCH_MI"] = args.mi  # read where the sipline TOML is written
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     bad = [s for s in scenarios if s not in SCENARIOS]
     if bad:

@@ -455,7 +455,10 @@ def sipline_toml(port: int, workers: int, data_dir: Path, mi_port: int, script: 
         lines.append("plugins = [" + ", ".join(f'"{p}"' for p in plugins) + "]")
     if script:
         lines.append(f'script = "{script}"')
-    lines += ["", "[mi]", f'http = "127.0.0.1:{mi_port}"', ""]
+    if mi_port:
+        lines += ["", "[mi]", f'http = "127.0.0.1:{mi_port}"', ""]
+    else:  # the management interface off: no HTTP listener, no UNIX socket
+        lines += ["", "[mi]", "http = false", "socket = false", ""]
     return "\n".join(lines)
 
 
@@ -553,6 +556,8 @@ def start_sipline(port: int, workers: int, workdir: Path, *, with_script: bool, 
     mi_port = 18800
     while not tcp_port_free(mi_port):
         mi_port += 1
+    if os.environ.get("SIPBENCH_MI", "on") == "off":
+        mi_port = 0
     cfg = workdir / "sipline.toml"
     # The registrar (REGISTER, location lookup) when that plugin is installed.
     plugins = ["registrar"] if with_script and sipline_plugin_installed("registrar") else []
@@ -1197,6 +1202,8 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-going", action="store_true",
                    help="run every rate even after a step that is not sustained")
     p.add_argument("--keep-traces", action="store_true", help="keep sipp's scratch files")
+    p.add_argument("--mi", choices=("on", "off"), default="on",
+                   help="sipline's management interface (HTTP on loopback) on or off")
     p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
 
 
@@ -1243,6 +1250,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="run bench/compare.py instead (sipline vs Kamailio)")
     add_common_options(p)
     args = p.parse_args(argv)
+    os.environ["SIPBENCH_MI"] = args.mi  # read where the sipline TOML is written
     rates, duration = resolve_rates(args)
     host, port = args.target or ("127.0.0.1", 5170)
     if args.target is None and not args.start:
