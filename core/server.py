@@ -626,8 +626,21 @@ class Server:
         rc = ctx.response_context if ctx is not None else None
         if rc is not None:
             rc.reply(status, reason, headers, body)  # through the server transaction
+        elif ctx is not None and ctx.final_callbacks and status >= 200:
+            response = self.local_response(msg, status, reason, headers, body)
+            self.send_response(response.to_bytes(), msg, source)
+            self.run_final_callbacks(ctx, response)
         else:
             self.reply(msg, source, status, reason, headers, body)
+
+    def run_final_callbacks(self, ctx: RequestContext, response: Response) -> None:
+        """Call the ``ctx.on_final`` callbacks once, with the final response sent upstream."""
+        callbacks, ctx.final_callbacks = ctx.final_callbacks, None
+        for callback in callbacks or ():
+            try:
+                callback(response)
+            except Exception:  # a plugin's bug must not stop the others or the message
+                log.exception("on_final callback %r failed", callback)
 
     def _on_response(self, msg: Response, source: Source) -> None:
         if self._has_message_hooks:

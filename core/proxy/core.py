@@ -147,17 +147,23 @@ class ResponseContext:
         self.send_upstream(self.proxy.server.local_response(self.ctx.msg, status, reason, headers, body))
 
     def send_upstream(self, response: Response) -> None:
+        first_final = False
         if response.status >= 200:
             if self.final_sent and not (self.is_invite and 200 <= response.status < 300):
                 return  # one final per transaction; only extra 2xx pass (§16.7 step 5)
             if not self.final_sent:  # tm:2xx_transactions ... tm:6xx_transactions
                 self.proxy.counters[TM_FINAL_BASE + min(response.status // 100, 6)] += 1
+                first_final = True
             self.final_sent = True
         elif self.final_sent:
             return
         txn = self.server_txn
         if txn is not None and txn.state is not State.TERMINATED:
             txn.send_response(response)
+        if first_final:
+            ctx = self.ctx
+            if ctx is not None and ctx.final_callbacks:
+                self.proxy.server.run_final_callbacks(ctx, response)
         if self.final_sent:
             self.release()
 

@@ -92,7 +92,7 @@ class RequestContext(_ScriptApiMixin):
     __slots__ = (
         "msg", "source", "server", "flags", "vars", "dst", "rr", "branch_flags",
         "response_context", "failure_handler", "own_route", "rr_params", "route_params", "_ruri",
-        "_branches", "_api_cache",
+        "_branches", "_api_cache", "final_callbacks",
     )
 
     def __init__(self, msg: Request, source: Source, server: Server) -> None:
@@ -117,6 +117,8 @@ class RequestContext(_ScriptApiMixin):
         self.route_params: dict[str, str | None] = {}
         self._ruri: str | None = None
         self._branches: list[tuple[str, str | None, set[str]]] = []
+        #: See :meth:`on_final`.
+        self.final_callbacks: list[Callable[[Response], Any]] | None = None
 
     # -- actions -------------------------------------------------------------
     @staticmethod
@@ -161,6 +163,19 @@ class RequestContext(_ScriptApiMixin):
         return self.server.proxy.relay(
             self, [(self.ruri, dst or self.dst, self.branch_flags)], stateless=True
         )
+
+    def on_final(self, callback: Callable[[Response], Any]) -> None:
+        """Call ``callback(response)`` when this request's final response goes upstream.
+
+        OpenSIPS ``TMCB_RESPONSE_OUT``: once per transaction, with the final
+        response actually sent (relayed, chosen among the branches, or generated
+        locally: a 408 of Timer C, a 487 after CANCEL, a script's reply), after
+        failure handling had its say; extra 2xx of a forked INVITE do not call
+        it again. Exceptions are logged and ignored.
+        """
+        if self.final_callbacks is None:
+            self.final_callbacks = []
+        self.final_callbacks.append(callback)
 
     def on_failure(self, handler: Callable[[FailureContext], Any] | None) -> None:
         """Arm ``handler(fctx)`` to run when every branch failed (``t_on_failure``).

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sipline.hooks import hookimpl
@@ -356,7 +357,15 @@ class DialogPlugin:
         dlg.invite_ctx = rctx
         rctx.vars[VAR] = dlg
         rctx.record_route(f";did={dlg.id}")
+        rctx.on_final(partial(self._final, dlg))
         return dlg
+
+    def _final(self, dlg: Dialog, response: Any) -> None:
+        """The INVITE's final response went upstream: a non-2xx ends the dialog at once
+        (the timer's check of pending dialogs stays as a safety net)."""
+        table = self.table
+        if table is not None and response.status >= 300 and dlg.state in _PENDING:
+            table.end(dlg, FAILED)
 
     def match(self, ctx: RequestContext) -> Dialog | None:
         """Find the dialog of an in-dialog request and apply the request to it (once)."""

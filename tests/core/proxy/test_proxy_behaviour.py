@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -330,3 +331,37 @@ def test_own_route_params_fast_reading():
                   "<sip:192.0.2.1:5060;lr;did=1?h=v>",  # URI headers: the careful path
                   "<sip:192.0.2.9:5060;lr;did=1>"):
         assert _own_route_params(other, prefixes) is None, other
+
+
+def test_on_final_reports_the_response_that_went_upstream_once(tmp_path, peers):
+    a, b = peers(), peers()
+    plugin = script(tmp_path, f"""
+        def route_request(ctx):
+            if ctx.msg.method != "INVITE":
+                return None
+            user = ctx.msg.uri.user
+            if user == "local":
+                ctx.on_final(lambda r: ctx.server.seen.append(("local", r.status)))
+                return ctx.reply(486, "Busy Here")
+            ctx.on_final(lambda r: ctx.server.seen.append(("relayed", r.status)))
+            ctx.on_final(lambda r: 1 / 0)  # a failing callback does not stop the others
+            ctx.on_final(lambda r: ctx.server.seen.append(("second", r.status)))
+            ctx.on_failure(lambda f: f.relay("{b.uri}") if f.response.status == 503 else None)
+            return ctx.relay("{a.uri}")
+    """)
+    with inprocess_server(script=plugin) as srv:
+        srv.server.seen = []
+        client = SipClient(srv.address())
+        client.send(request(client))
+        ma, aa = a.receive()
+        a.answer(ma, aa, 503)  # serial forking: the failure handler goes on to b
+        mb, ab = b.receive()
+        b.answer(mb, ab, 404)
+        assert final(client).status == 404
+        client.send(request(client, ruri=f"sip:local@{srv.address()[0]}:{srv.address()[1]}"))
+        assert final(client).status == 486
+        client.close()
+        deadline = time.monotonic() + 2  # the callbacks run right after the send
+        while len(srv.server.seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.server.seen == [("relayed", 404), ("second", 404), ("local", 486)]

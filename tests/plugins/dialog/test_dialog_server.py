@@ -291,7 +291,8 @@ def test_script_match_gives_the_dialog_to_in_dialog_requests(tmp_path, phones):
         assert not plugin.table.dialogs
 
 
-def test_dialog_answered_locally_fails_after_the_unrouted_timeout(tmp_path, phones):
+def test_dialog_answered_locally_fails_at_once(tmp_path, phones):
+    """The script's own final reply goes through ctx.on_final: the dialog fails then."""
     caller, callee = phones("alice"), phones("bob")
     plugin = DialogPlugin()
     routes = script(tmp_path, """
@@ -301,13 +302,12 @@ def test_dialog_answered_locally_fails_after_the_unrouted_timeout(tmp_path, phon
                 ctx.dialog.set_dlg_profile("calls")
                 return ctx.reply(403, "Forbidden")
     """)
-    with inprocess_server(settings(unrouted_timeout=0.3), [("dialog", plugin)],
+    with inprocess_server(settings(), [("dialog", plugin)],
                           script=routes) as srv:
         call = Call(caller, callee, srv.address())
         call.caller.send(call._caller_request("INVITE", 1, in_dialog=False), srv.address())
         assert caller.response("INVITE").status == 403
-        assert plugin.table.profile_size("calls") == 1
-        wait_for(lambda: stats(srv)["failed_dialogs"] == 1, 2, "the unrouted dialog failed")
+        wait_for(lambda: stats(srv)["failed_dialogs"] == 1, 0.5, "the answered dialog failed")
         assert plugin.table.profile_size("calls") == 0
 
 
