@@ -772,14 +772,16 @@ class Server:
         log.error("a failure handler returned %r, which is not an action", result)
         return False
 
-    async def send_request(self, request: Request, destination: str | None = None) -> Response:
+    async def send_request(
+        self, request: Request, destination: str | None = None, *, timeout: float | None = None
+    ) -> Response:
         """Originate a non-INVITE request and return its final response.
 
         See :meth:`sipline.proxy.uac.Uac.send`: the request gets a Via and a client
         transaction, passes ``route_local``, and resolves to the response received or a
         local 408/503. :raises LocalRequestError: when it cannot be sent at all.
         """
-        return await self.uac.send(request, destination)
+        return await self.uac.send(request, destination, timeout=timeout)
 
     def transport_for(self, proto: str, host: str) -> Transport | None:
         """The listener to send from, for a transport and the destination's family."""

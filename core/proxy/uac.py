@@ -112,11 +112,16 @@ class Uac:
         self._ids = 0
         self._prefix = os.urandom(3).hex()
 
-    async def send(self, request: Request, destination: str | None = None) -> Response:
+    async def send(
+        self, request: Request, destination: str | None = None, *, timeout: float | None = None
+    ) -> Response:
         """Send ``request`` in a new client transaction and return its final response.
 
         :param destination: a SIP URI of the next hop (OpenSIPS ``$du``); default: the
             first Route header when there is one, else the Request-URI.
+        :param timeout: give up after this many seconds (shorter than Timer F, e.g. a
+            probe's): the client transaction is abandoned, no more retransmissions, and
+            the result is a local 408.
         :returns: the final response received, or a local 408 (no answer within Timer F)
             or 503 (transport error).
         :raises LocalRequestError: when the request cannot leave: an INVITE/ACK/CANCEL,
@@ -156,7 +161,13 @@ class Uac:
         txn = self.proxy.layer.create_client(request, hop.send, proto != "udp",
                                              _Waiter(future, request))
         txn.start()
-        return await future
+        if timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            txn.terminate()  # no more retransmissions; a late answer is a stray
+            return make_response(request, 408, "Request Timeout")
 
 
 __all__ = ["LocalRequestError", "Uac", "build_request"]

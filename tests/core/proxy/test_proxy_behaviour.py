@@ -365,3 +365,14 @@ def test_on_final_reports_the_response_that_went_upstream_once(tmp_path, peers):
         while len(srv.server.seen) < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert srv.server.seen == [("relayed", 404), ("second", 404), ("local", 486)]
+
+
+def test_relay_errors_are_distinct_members():
+    from sipline.proxy import RelayError
+
+    members = list(RelayError)
+    assert len(members) == len(RelayError.__members__) == 8  # no member is an alias
+    assert RelayError.SEND_FAILED is not RelayError.UNRESOLVABLE
+    assert (RelayError.NO_TRANSPORT.status, RelayError.NO_TRANSPORT.reason) == (
+        503, "Service Unavailable")
+    assert RelayError.TRANSACTION_EXISTS.status == 0

@@ -180,3 +180,22 @@ def test_tcp_destination(peer):
             conn.close()
     finally:
         listener.close()
+
+
+def test_timeout_abandons_the_transaction(peer):
+    with inprocess_server({"proxy": {"t1": 0.05}}) as srv:
+        t0 = time.monotonic()
+        response = srv.call(srv.server.send_request(options(peer), timeout=0.3))
+        assert response.status == 408 and time.monotonic() - t0 < 2
+        first, _ = peer.receive()
+        assert first.method == "OPTIONS"
+        peer.sock.settimeout(0.05)
+        try:
+            while True:  # drain what was sent before the timeout
+                peer.receive()
+        except socket.timeout:
+            pass
+        peer.sock.settimeout(0.6)
+        with pytest.raises(socket.timeout):
+            peer.receive()  # abandoned: no retransmission after it
+        assert len(srv.server.proxy.layer) == 0
