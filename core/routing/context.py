@@ -316,10 +316,10 @@ class RequestContext(_ScriptApiMixin):
             for v in values[keep:]:
                 msg.add_header("Route", v)
             self.own_route = True
-            params: dict[str, str | None] = {}
+            consumed: dict[str, str | None] = {}
             for r in routes[:keep]:
-                params.update(r.uri.params)  # type: ignore[union-attr]
-            self.route_params = params
+                consumed.update(r.uri.params)  # type: ignore[union-attr]
+            self.route_params = consumed
         return True
 
     # -- headers (convenience over ctx.msg) ----------------------------------
