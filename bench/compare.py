@@ -26,6 +26,7 @@ the docstring of bench/sipbench.py.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -53,9 +54,9 @@ def run_one(kind: str, workers: int, scenario: str, port: int, args: argparse.Na
     workdir = workroot / f"{kind}-w{workers}-{scenario}"
     if kind == "sipline":
         server = sipbench.start_sipline(port, workers, workdir, with_script=scenario != "options",
-                                        uas_port=args.uas_port, host=host)
+                                        uas_port=args.uas_port, host=host, scenario=scenario)
     else:
-        server = sipbench.start_kamailio(port, workers, workdir, host=host)
+        server = sipbench.start_kamailio(port, workers, workdir, host=host, scenario=scenario)
     try:
         if server.ready_status is None:
             sweep = Sweep(server.label, scenario, f"{host}:{port}", [server.pid], rates, duration)
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="first UDP port tried for Kamailio (default %(default)s)")
     sipbench.add_common_options(p)
     args = p.parse_args(argv)
+    os.environ["SIPBENCH_MI"] = args.mi  # read where the sipline TOML is written
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     bad = [s for s in scenarios if s not in SCENARIOS]
     if bad:

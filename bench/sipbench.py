@@ -39,6 +39,15 @@ Scenarios (sipp XML in ``bench/scenarios/``):
   back through the proxy. A server without a registrar must route ``uas`` statically to
   127.0.0.1:UAS_PORT; the driver only warns when the REGISTER is not answered 200.
 * ``register`` - REGISTER of a fresh AOR per call (Expires 3600, no credentials), 200 expected.
+* ``register_auth`` - REGISTER -> 401 -> REGISTER with digest credentials (MD5, qop=auth: what
+  sipp implements) -> 200, by one of 1000 provisioned subscribers (SIPp 3.6 takes credentials
+  only from ``-au``/``-ap``), a fresh Call-ID per call. sipline:
+  the ``auth`` and ``registrar`` plugins, subscribers in its SQLite database (served from
+  memory); Kamailio: ``auth_check`` with ``auth_db`` on SQLite (``-A WITH_AUTH``; needs the
+  Debian package ``kamailio-sqlite-modules``).
+* ``register_wb`` - as ``register``, with the location table written back to SQLite every 10 s
+  (sipline ``db_mode = "write-back"``; Kamailio usrloc ``db_mode=2`` with ``db_sqlite``,
+  ``-A WITH_WRITEBACK``).
 
 A sweep runs, for each rate R of ``--rates``, one sipp with ``-r R -m min(R*duration,
 --max-calls)`` (a call waiting more than 5 s for a message fails; sipp's ``-timeout`` and a
@@ -106,7 +115,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 SCENARIO_DIR = BENCH_DIR / "scenarios"
 KAMAILIO_CFG = BENCH_DIR / "kamailio.cfg"
 
-SCENARIOS = ("options", "invite", "register")
+SCENARIOS = ("options", "invite", "register", "register_auth", "register_wb")
+#: Subscribers provisioned for ``register_auth`` (user ``bNNNN``, password ``pwNNNN``).
+AUTH_USERS = 1000
+AUTH_DOMAIN = "127.0.0.1"
 DEFAULT_RATES = (500, 1000, 2000, 4000)
 QUICK_RATES = (500, 1000)
 DEFAULT_DURATION = 10.0
@@ -443,7 +455,10 @@ def sipline_toml(port: int, workers: int, data_dir: Path, mi_port: int, script: 
         lines.append("plugins = [" + ", ".join(f'"{p}"' for p in plugins) + "]")
     if script:
         lines.append(f'script = "{script}"')
-    lines += ["", "[mi]", f'http = "127.0.0.1:{mi_port}"', ""]
+    if mi_port:
+        lines += ["", "[mi]", f'http = "127.0.0.1:{mi_port}"', ""]
+    else:  # the management interface off: no HTTP listener, no UNIX socket
+        lines += ["", "[mi]", "http = false", "socket = false", ""]
     return "\n".join(lines)
 
 
@@ -495,8 +510,44 @@ class Server:
             return ""
 
 
+PROVISION_SIPLINE = """
+import sys
+from sqlalchemy import insert
+from sipline.db import engine_for
+from sipline.runner import load
+from sipline_auth.cli import credentials_row
+from sipline_auth.models import Subscriber
+config, _ = load(__import__("pathlib").Path(sys.argv[1]))
+settings = config.plugin("auth")
+rows = [{"username": u, "domain": d, **credentials_row(u, d, pw, settings)}
+        for u, d, pw in (line.strip().split(";") for line in open(sys.argv[2]).readlines()[1:])]
+with engine_for(config).begin() as conn:
+    conn.execute(insert(Subscriber), rows)
+print(len(rows))
+"""
+
+
+def write_users(path: Path) -> Path:
+    """The subscribers of ``register_auth``, one ``user;domain;password`` per line."""
+    lines = ["SEQUENTIAL"] + [f"b{i:04d};{AUTH_DOMAIN};pw{i:04d}" for i in range(AUTH_USERS)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def sipline_extra_toml(scenario: str) -> tuple[list[str], str]:
+    """Extra plugins and TOML sections of a scenario (the registrar is added by the caller)."""
+    if scenario == "register_auth":
+        return ["auth"], (
+            '[plugins.auth]\nalgorithms = ["MD5"]  # sipp answers MD5 challenges only\n'
+            'secret = "sipline-bench-secret-0123456789"\n'
+        )
+    if scenario == "register_wb":
+        return [], '[plugins.registrar]\ndb_mode = "write-back"\nwrite_back_interval = 10.0\n'
+    return [], ""
+
+
 def start_sipline(port: int, workers: int, workdir: Path, *, with_script: bool, uas_port: int,
-                  host: str = "127.0.0.1") -> Server:
+                  host: str = "127.0.0.1", scenario: str = "") -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
     script = None
     if with_script:
@@ -505,13 +556,25 @@ def start_sipline(port: int, workers: int, workdir: Path, *, with_script: bool, 
     mi_port = 18800
     while not tcp_port_free(mi_port):
         mi_port += 1
+    if os.environ.get("SIPBENCH_MI", "on") == "off":
+        mi_port = 0
     cfg = workdir / "sipline.toml"
     # The registrar (REGISTER, location lookup) when that plugin is installed.
     plugins = ["registrar"] if with_script and sipline_plugin_installed("registrar") else []
+    extra_plugins, extra_toml = sipline_extra_toml(scenario)
+    plugins = extra_plugins + plugins  # auth first: it challenges before the registrar saves
     cfg.write_text(sipline_toml(port, workers, workdir / "data", mi_port, script, host,
-                                plugins=plugins))
+                                plugins=plugins) + extra_toml)
     log_path = workdir / "sipline.log"
     env = dict(os.environ, SIPLINE_DATA_DIR=str(workdir / "data"))
+    if scenario == "register_auth":
+        users = write_users(workdir / "users.csv")
+        for cmd in ([sys.executable, "-m", "sipline", "db", "upgrade", "-c", str(cfg)],
+                    [sys.executable, "-c", PROVISION_SIPLINE, str(cfg), str(users)]):
+            done = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
+                                  timeout=120)
+            if done.returncode:
+                raise RuntimeError(f"provisioning failed: {cmd[1:4]}: {done.stderr[-2000:]}")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sipline", "run", "-c", str(cfg)],
@@ -537,7 +600,31 @@ def kamailio_version() -> str | None:
     return m.group(1) if m else out.splitlines()[0] if out else "kamailio"
 
 
-def start_kamailio(port: int, children: int, workdir: Path, host: str = "127.0.0.1") -> Server:
+KAMAILIO_SQL = Path("/usr/share/kamailio/db_sqlite")
+
+
+def kamailio_database(workdir: Path, scenario: str) -> Path:
+    """A Kamailio SQLite database with the tables the scenario needs (users provisioned)."""
+    import sqlite3
+
+    path = workdir / "kamailio.sqlite"
+    conn = sqlite3.connect(path)
+    try:
+        for name in ("standard", "auth_db" if scenario == "register_auth" else "usrloc"):
+            conn.executescript((KAMAILIO_SQL / f"{name}-create.sql").read_text())
+        if scenario == "register_auth":
+            conn.executemany(
+                "INSERT INTO subscriber (username, domain, password) VALUES (?, ?, ?)",
+                [(f"b{i:04d}", AUTH_DOMAIN, f"pw{i:04d}") for i in range(AUTH_USERS)],
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    return path
+
+
+def start_kamailio(port: int, children: int, workdir: Path, host: str = "127.0.0.1",
+                   scenario: str = "") -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
     h = f"[{host}]" if ":" in host else host
     log_path = workdir / "kamailio.log"
@@ -545,6 +632,10 @@ def start_kamailio(port: int, children: int, workdir: Path, host: str = "127.0.0
         "kamailio", "-DD", "-E", "-f", str(KAMAILIO_CFG), "-l", f"udp:{h}:{port}",
         "-n", str(children), "-m", "512", "-M", "16", "-w", str(workdir), "-Y", str(workdir),
     ]
+    define = {"register_auth": "WITH_AUTH", "register_wb": "WITH_WRITEBACK"}.get(scenario)
+    if define:
+        db = kamailio_database(workdir, scenario)
+        cmd += ["-A", define, "-A", f'DBURL="sqlite:///{db}"']  # db_sqlite: 3 slashes + path
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
@@ -780,6 +871,7 @@ class Sipp:
         stf = self.scratch / f"step{n}.csv"
         err = self.scratch / f"step{n}.errors"
         scen = {"options": "options.xml", "register": "register.xml",
+                "register_wb": "register.xml", "register_auth": "register_auth.xml",
                 "invite": "uac_invite.xml"}[scenario]
         cmd = ["sipp", target, "-sf", str(SCENARIO_DIR / scen), "-p", str(local),
                *self._common(ports), "-t", self.caller_transport,
@@ -788,8 +880,10 @@ class Sipp:
                "-recv_timeout", str(RECV_TIMEOUT_MS), "-timeout", f"{timeout}s",
                "-trace_stat", "-stf", str(stf), "-fd", "200ms",
                "-trace_err", "-error_file", str(err)]
-        if scenario == "register":
+        if scenario in ("register", "register_wb"):
             cmd += ["-key", "runtag", f"{self.runtag}s{n}"]
+        if scenario == "register_auth":  # one of the provisioned subscribers
+            cmd += ["-s", "b0000", "-au", "b0000", "-ap", "pw0000"]
         if scenario == "invite":
             cmd += ["-s", "uas", "-d", str(self.pause_ms)]
         step.sipp_cmd = cmd
@@ -1108,6 +1202,8 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-going", action="store_true",
                    help="run every rate even after a step that is not sustained")
     p.add_argument("--keep-traces", action="store_true", help="keep sipp's scratch files")
+    p.add_argument("--mi", choices=("on", "off"), default="on",
+                   help="sipline's management interface (HTTP on loopback) on or off")
     p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
 
 
@@ -1154,6 +1250,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="run bench/compare.py instead (sipline vs Kamailio)")
     add_common_options(p)
     args = p.parse_args(argv)
+    os.environ["SIPBENCH_MI"] = args.mi  # read where the sipline TOML is written
     rates, duration = resolve_rates(args)
     host, port = args.target or ("127.0.0.1", 5170)
     if args.target is None and not args.start:
@@ -1172,11 +1269,12 @@ def main(argv: list[str] | None = None) -> int:
                 if not shutil.which("kamailio"):
                     print("error: kamailio is not installed", file=sys.stderr)
                     return 2
-                server = start_kamailio(port, args.workers, workroot / "kamailio", host)
+                server = start_kamailio(port, args.workers, workroot / "kamailio", host,
+                                        scenario=args.scenario)
             else:
                 server = start_sipline(port, args.workers, workroot / "sipline",
                                        with_script=args.scenario != "options",
-                                       uas_port=args.uas_port, host=host)
+                                       uas_port=args.uas_port, host=host, scenario=args.scenario)
             if server.ready_status is None:
                 print(f"error: {server.label} did not answer OPTIONS on {host}:{port}; "
                       f"log tail:\n{server.log_tail()}", file=sys.stderr)

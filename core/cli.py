@@ -1,8 +1,9 @@
-"""The ``sipline`` command line: run, check, plugins, version, and plugins' commands.
+"""The ``sipline`` command line: run, check, plugins, db, version, and plugins' commands.
 
 Exit codes: 0 success; 1 invalid configuration (file, key and reason on
 stderr); 2 bad command line; 3 the server could not start (for example a port
-already in use).
+already in use); 4 database error: unreachable, a migration failed, or the
+schema is behind and ``sipline run`` may not upgrade it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 
 from sipline import __version__
 from sipline.config import Config, ConfigError
+from sipline.mi.client import add_parser as add_mi_parser
 from sipline.plugins import PluginError, PluginLoader, new_plugin_manager, register
 
 EPILOG = (
     "exit codes: 0 ok, 1 invalid configuration, 2 bad command line, "
-    "3 server could not start"
+    "3 server could not start, 4 database error (unreachable, migration failed, "
+    "schema behind)"
 )
 
 
@@ -101,6 +104,8 @@ def make_parser(extra: dict[str, PluginCommand] | None = None) -> argparse.Argum
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    _db_parser(sub)
+    add_mi_parser(sub, _config_arg)
     sub.add_parser("version", help="print the version", description="Print sipline's version.")
     for command in (extra or {}).values():
         p = sub.add_parser(command.name, help=command.help,
@@ -110,6 +115,37 @@ def make_parser(extra: dict[str, PluginCommand] | None = None) -> argparse.Argum
         if command.configure is not None:
             command.configure(p)
     return parser
+
+
+def _db_parser(sub: Any) -> None:
+    db = sub.add_parser(
+        "db", help="migrate the database schema (Alembic)",
+        description="Show and migrate the schema of [database] url: the core's and every "
+        "installed plugin's Alembic branch (the branch is named after the plugin).",
+        epilog=EPILOG,
+    )
+    actions = db.add_subparsers(dest="db_command", metavar="ACTION")
+    actions.required = True
+    p = actions.add_parser("upgrade", help="apply migrations (default: every branch to its head)",
+                           description="Apply migrations up to REV.", epilog=EPILOG)
+    _config_arg(p)
+    p.add_argument("revision", nargs="?", default="heads", metavar="REV",
+                   help="target: 'heads' (default), a branch head such as 'registrar@head', "
+                   "or a revision id")
+    p = actions.add_parser("downgrade", help="revert migrations down to REV",
+                           description="Revert migrations down to REV; 'registrar@base' "
+                           "drops the registrar's tables.", epilog=EPILOG)
+    _config_arg(p)
+    p.add_argument("revision", metavar="REV",
+                   help="target: '<branch>@base', a revision id, or 'base' (everything)")
+    p = actions.add_parser("current", help="show each branch's revision in the database",
+                           description="Show, per branch, the revision the database is at "
+                           "and whether it is the installed head.", epilog=EPILOG)
+    _config_arg(p)
+    p = actions.add_parser("history", help="list every installed revision",
+                           description="List every installed revision, oldest first, and "
+                           "whether the database has it.", epilog=EPILOG)
+    _config_arg(p)
 
 
 def _fail_config(exc: ConfigError) -> int:
@@ -187,12 +223,71 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_status(status: Any) -> None:
+    width = max([len(b.name) for b in status.branches] + [6])
+    rev_width = max([len(b.current or "-") for b in status.branches] + [8])
+    for b in status.branches:
+        state = "head" if b.up_to_date else f"behind (head {b.head})"
+        print(f"  {b.name.ljust(width)}  {(b.current or '-').ljust(rev_width)}  {state}")
+    for rev in status.unknown:
+        print(f"  {rev}: recorded in the database but not installed (a removed plugin?)")
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from sipline import db
+    from sipline.runner import EXIT_DATABASE, load
+
+    try:
+        config, _ = load(args.config)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    url = config.database_url
+    try:
+        if args.db_command == "history":
+            revisions, error = db.history(url)
+            width = max([len(r.revision) for r in revisions] + [8])
+            branch_width = max([len(r.branch) for r in revisions] + [6])
+            for r in revisions:
+                state = {True: "applied", False: "pending", None: "?"}[r.applied]
+                print(f"{r.revision.ljust(width)}  {r.branch.ljust(branch_width)}  "
+                      f"{state.ljust(7)}  {r.doc}".rstrip())
+            if error is not None:
+                print(f"warning: applied revisions unknown: {error}", file=sys.stderr)
+            return 0
+        if args.db_command in ("upgrade", "downgrade"):
+            migrate = db.upgrade if args.db_command == "upgrade" else db.downgrade
+            steps = migrate(url, args.revision, lambda line: print(line, flush=True))
+            status = db.schema_status(url)
+            print(f"{status.url}: {'no change' if not steps else f'{len(steps)} step(s) applied'}")
+        else:
+            status = db.schema_status(url)
+            print(f"{status.url}:")
+        _print_status(status)
+    except db.DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    return 0
+
+
+def cmd_mi(args: argparse.Namespace) -> int:
+    from sipline.mi.client import run_cli
+
+    return run_cli(args)
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"sipline {__version__}")
     return 0
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "plugins": cmd_plugins, "version": cmd_version}
+COMMANDS = {
+    "run": cmd_run,
+    "check": cmd_check,
+    "plugins": cmd_plugins,
+    "db": cmd_db,
+    "mi": cmd_mi,
+    "version": cmd_version,
+}
 
 
 def run_plugin_command(command: PluginCommand, args: argparse.Namespace,

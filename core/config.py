@@ -190,12 +190,66 @@ class DatabaseConfig(Section):
     auto_upgrade: bool | None = None  # None: true for the embedded SQLite only
 
 
-class MIConfig(Section):
-    """``[mi]``: management interface listeners."""
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``127.0.0.1:8888`` or ``[::1]:8888`` (an IP literal and a port) -> (host, port)."""
+    if text.startswith("["):
+        host, bracket, tail = text[1:].partition("]")
+        if not bracket or not tail.startswith(":"):
+            raise ValueError(f"expected '[IPv6]:port', got {text!r}")
+        port_text = tail[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"expected 'address:port' (IPv6 in brackets), got {text!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"expected an IP address literal in {text!r}, got {host!r}") from None
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"expected a port 0..65535 in {text!r}, got {port_text!r}")
+    return host, int(port_text)
 
-    http: str | None = "127.0.0.1:8888"
-    socket: Path | None = None  # None: sipline-mi.sock in the data dir
+
+class MIConfig(Section):
+    """``[mi]``: management interface listeners (docs/mi.md).
+
+    A listener left at its default that cannot be opened (port taken) only
+    logs a warning; one configured explicitly stops the server from starting.
+    """
+
+    #: ``address:port`` of POST /mi and GET /metrics; "" or false: no HTTP.
+    #: Loopback by default: any other address must be written here explicitly.
+    http: str | Literal[False] | None = "127.0.0.1:8888"
+    #: The UNIX socket; None: sipline-mi.sock in the data dir; "" or false: none.
+    socket: Path | Literal[False] | None = None
+    #: Bearer token HTTP clients must send (``Authorization: Bearer <token>``).
     token: str | None = None
+
+    @field_validator("http", mode="before")
+    @classmethod
+    def _http(cls, value: Any) -> Any:
+        if value == "" or value is False:
+            return False
+        if not isinstance(value, str):
+            raise ValueError(f"expected 'address:port', or false for no HTTP, got {value!r}")
+        parse_hostport(value)
+        return value
+
+    @field_validator("socket", mode="before")
+    @classmethod
+    def _socket(cls, value: Any) -> Any:
+        if value == "" or value is False:
+            return False
+        if not isinstance(value, (str, Path)):
+            raise ValueError(f"expected a path, or false for no socket, got {value!r}")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c.isspace() for c in value)):
+            raise ValueError("expected a non-empty token without spaces")
+        return value
 
 
 class Config(BaseModel):

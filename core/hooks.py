@@ -266,12 +266,15 @@ def register_mi_commands(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_statistics(register: Callable[..., None]) -> None:
+def register_statistics(register: Callable[..., Any]) -> None:
     """Declare the plugin's statistics.
 
     Called once at startup. Call ``register("group:name", kind="counter" |
     "gauge", help="...")`` for each statistic, or with ``function=`` for a
-    gauge computed on read. Names follow OpenSIPS (``registrar:accepted_regs``).
+    value computed from the plugin's own state. Names follow OpenSIPS
+    (``registrar:accepted_regs``). Without ``function=``, ``register`` returns
+    the handle to count with (``handle.inc()``; a gauge's ``set()``), exact
+    across workers (see docs/mi.md).
 
     :param register: the registration callback.
     :returns: nothing; use the callback.

@@ -19,6 +19,7 @@ from sipline.plugins import PluginError, PluginLoader, build_plugin_manager
 from sipline.routing.default import CoreDefaults
 from sipline.routing.script import ScriptError, load_script
 from sipline.server import Server, StartupError
+from sipline.stats import SharedSlots
 
 log = logging.getLogger("sipline")
 
@@ -29,6 +30,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 1  # invalid configuration, unknown plugin, broken routing script
 EXIT_USAGE = 2  # bad command line (argparse's own code)
 EXIT_STARTUP = 3  # valid configuration but the server could not start (port in use...)
+EXIT_DATABASE = 4  # database unreachable, a migration failed, or the schema is behind
 
 
 def load(path: Path | None, loader: PluginLoader | None = None) -> tuple[Config, PluginLoader]:
@@ -64,18 +66,36 @@ def setup_logging(level: str) -> None:
     )
 
 
-async def serve(config: Config, pm: pluggy.PluginManager, *, reuse_port: bool = False) -> int:
-    """Run one worker until SIGINT/SIGTERM."""
-    server = Server(config, pm, reuse_port=reuse_port)
+async def serve(
+    config: Config,
+    pm: pluggy.PluginManager,
+    *,
+    reuse_port: bool = False,
+    worker: int = 0,
+    shared: SharedSlots | None = None,
+    mi: bool = True,
+) -> int:
+    """Run one worker until SIGINT/SIGTERM (``mi``: it also serves the MI listeners)."""
+    server = Server(config, pm, reuse_port=reuse_port, worker=worker, shared=shared, mi=mi)
     loop = asyncio.get_running_loop()
+    stop_asked = False
+
+    def stop() -> None:
+        nonlocal stop_asked
+        stop_asked = True
+        server.request_stop()
+
+    # Before start(): a SIGTERM while the listeners open must not be lost.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
     try:
         await server.start()
     except StartupError as exc:
         log.error("%s", exc)
         await server.stop()
         return EXIT_STARTUP
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.request_stop)
+    if stop_asked:
+        server.request_stop()
     loop.add_signal_handler(signal.SIGHUP, _reload, server)
     # Everything loaded so far (modules, plugins, config) lives for the whole
     # run: keep it out of the collector's way, and collect young objects less
@@ -105,8 +125,31 @@ def _run_loop(main: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(main)
 
 
+def prepare_database(config: Config) -> int:
+    """The schema check before serving: the enabled plugins' tables must be current.
+
+    Upgrades them when ``[database] auto_upgrade`` allows it. Costs nothing when
+    no enabled plugin has tables; runs once, before any worker is forked.
+    """
+    from sipline.db import DatabaseError, ensure_schema, migration_plugins
+
+    if not set(config.server.plugins) & migration_plugins():
+        return EXIT_OK
+    try:
+        steps = ensure_schema(config)
+    except DatabaseError as exc:
+        log.error("%s", exc)
+        return EXIT_DATABASE
+    for step in steps:
+        log.info("database auto_upgrade: %s", step)
+    return EXIT_OK
+
+
 def run(config: Config, pm: pluggy.PluginManager) -> int:
     """Run the server: one process, or ``workers`` forked processes on SO_REUSEPORT sockets."""
+    code = prepare_database(config)
+    if code != EXIT_OK:
+        return code
     workers = config.server.workers
     if workers == 1:
         return _run_loop(serve(config, pm))
@@ -114,12 +157,17 @@ def run(config: Config, pm: pluggy.PluginManager) -> int:
         log.error("[server] workers > 1 needs fixed ports (port 0 would give each worker its own)")
         return EXIT_CONFIG
     children: dict[int, int] = {}
+    # Statistics slots every worker writes its own row of (exact sums, no locks);
+    # worker 0 alone serves MI and reads them all.
+    shared = SharedSlots(workers)
+    shared.supervisor_pid = os.getpid()
     for index in range(workers):
         pid = os.fork()
         if pid == 0:  # worker
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
-            os._exit(_run_loop(serve(config, pm, reuse_port=True)))
+            os._exit(_run_loop(serve(config, pm, reuse_port=True, worker=index, shared=shared,
+                                     mi=index == 0)))
         children[pid] = index
     log.info("started %d workers: %s", workers, ", ".join(map(str, children)))
 
@@ -147,4 +195,7 @@ def run(config: Config, pm: pluggy.PluginManager) -> int:
     return status
 
 
-__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_STARTUP", "EXIT_USAGE", "ConfigError", "build", "load", "run"]
+__all__ = [
+    "EXIT_CONFIG", "EXIT_DATABASE", "EXIT_OK", "EXIT_STARTUP", "EXIT_USAGE",
+    "ConfigError", "build", "load", "prepare_database", "run",
+]

@@ -24,6 +24,7 @@ from sipline import __version__
 from sipline.config import Config
 from sipline.plugins import HookError, Pipeline
 from sipline.proxy import Proxy, Relayed
+from sipline.proxy.uac import Uac
 from sipline.routing.actions import Drop, Redirect, Reply
 from sipline.routing.context import (
     BranchContext,
@@ -35,7 +36,26 @@ from sipline.routing.context import (
     RequestContext,
 )
 from sipline.sip import Request, Response, SipParseError, make_response, parse_message
-from sipline.transport import Source, TcpTransport, Transport, UdpTransport, via_destination
+from sipline.stats import (
+    BAD_MSG_HDR,
+    DROP_REPLIES,
+    DROP_REQUESTS,
+    ERR_REQUESTS,
+    RCV_REPLIES,
+    RCV_REQUESTS,
+    SharedSlots,
+    Statistics,
+    StatisticsError,
+    register_core_gauges,
+)
+from sipline.transport import (
+    Source,
+    TcpTransport,
+    Transport,
+    UdpTransport,
+    unbracket,
+    via_destination,
+)
 
 log = logging.getLogger("sipline.server")
 
@@ -47,10 +67,6 @@ _INTERNAL_ERROR = Reply(500, "Server Internal Error")
 
 class StartupError(Exception):
     """The server cannot start; the message says which part failed and why."""
-
-
-def _unbracket(host: str) -> str:
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -67,8 +83,27 @@ def _same_address(a: str, b: str) -> bool:
 class Server:
     """One worker's SIP server: listeners plus the route pipeline."""
 
-    def __init__(self, config: Config, pm: pluggy.PluginManager, *, reuse_port: bool = False):
+    def __init__(
+        self,
+        config: Config,
+        pm: pluggy.PluginManager,
+        *,
+        reuse_port: bool = False,
+        worker: int = 0,
+        shared: SharedSlots | None = None,
+        mi: bool = False,
+    ):
+        """``worker`` and ``shared``: this process's row in the statistics memory the
+        workers share (created before they fork); ``mi``: this process serves the
+        management interface (one process of a multi-worker server)."""
         self.config = config
+        self.worker = worker
+        #: Statistics (core and plugins); ``counters`` is this worker's row of
+        #: slots, incremented on the message path by fixed index.
+        self.stats = Statistics(shared, worker)
+        self.counters = self.stats.values
+        self.mi_enabled = mi
+        self.mi: Any = None
         self.pm = pm
         self.pipeline = Pipeline(pm)
         self.reuse_port = reuse_port
@@ -94,8 +129,14 @@ class Server:
         header = f"sipline/{__version__}" if srv.server_header is None else srv.server_header
         self.server_header: tuple[tuple[str, str], ...] = (("Server", header),) if header else ()
         self.proxy = Proxy(self)
+        #: Requests sipline originates (probes, BYEs of expired dialogs...).
+        self.uac = Uac(self.proxy)
+        register_core_gauges(self.stats, self)
         self._transport_index: dict[tuple[str, bool], Transport] = {}
         self.own_routes: frozenset[str] = frozenset()
+        #: The same without the closing ``>``: our entries that carry a plugin's
+        #: parameters (``;did=...``) start with one of these.
+        self.own_route_prefixes: tuple[str, ...] = ()
         #: True while the UDP receive queues are backed up (see _watch_load).
         self.overloaded = False
         self.shed_requests = 0
@@ -110,7 +151,7 @@ class Server:
 
     def is_local(self, host: str, port: int | None = None) -> bool:
         """True for a host in ``[server] domains`` or a listen address (and our port)."""
-        host = _unbracket(host.lower())
+        host = unbracket(host.lower())
         if host not in self._local_hosts:
             if ":" not in host:
                 return False
@@ -180,8 +221,8 @@ class Server:
 
             return register
 
-        def stats(plugin: str) -> Callable[..., None]:
-            def register(name: str, **meta: Any) -> None:
+        def stats(plugin: str) -> Callable[..., Any]:
+            def register(name: str, **meta: Any) -> Any:
                 group, sep, stat = name.partition(":")
                 if not sep or not group or not stat:
                     raise StartupError(
@@ -193,6 +234,10 @@ class Server:
                         f"{self.statistics[name]['plugin']!r} and plugin {plugin!r}"
                     )
                 self.statistics[name] = {"plugin": plugin, **meta}
+                try:  # the handle to count with: Counter.inc() (None when computed)
+                    return self.stats.register(name, plugin=plugin, **meta)
+                except (StatisticsError, TypeError) as exc:
+                    raise StartupError(f"plugin {plugin!r}: {exc}") from exc
 
             return register
 
@@ -229,6 +274,12 @@ class Server:
                     f"plugin {impl.plugin_name!r} failed to start: {type(exc).__name__}: {exc}"
                 ) from exc
         self._refresh_capabilities()
+        self.stats.shared.mark_started(self.worker, mi=self.mi_enabled)
+        if self.mi_enabled:  # before SIP: answering SIP means MI is up too
+            from sipline.mi.service import ManagementInterface
+
+            self.mi = ManagementInterface(self)
+            await self.mi.start()
         srv = self.config.server
         self._local_hosts = set(srv.domains)
         for listen in srv.listen:
@@ -261,11 +312,14 @@ class Server:
         #: Our Record-Route values as we write them: loose_route recognises
         #: them in Route headers without parsing.
         self.own_routes = frozenset(self.record_route_value(t) for t in self.transports)
+        self.own_route_prefixes = tuple(v[:-1] for v in self.own_routes)
         self.spawn(self._timer_loop())
         if srv.overload_backlog > 0:
             self.spawn(self._watch_load(srv.overload_backlog))
         for t in self.transports:
             log.info("listening on %s:%s", t.proto, _fmt(t.local))
+        if self.stats.shared.workers > 1:  # other workers read this one's function values
+            self.spawn(self.stats.publish_every(srv.timer_interval))
 
     async def _timer_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -368,6 +422,10 @@ class Server:
 
     async def stop(self) -> None:
         """Stop listening, run shutdown hooks (reverse order), cancel tasks."""
+        if self.mi is not None:
+            await self.mi.stop()
+            self.mi = None
+        self.stats.shared.mark_stopped(self.worker)
         await self._stop_transports()
         self.proxy.stop()
         for impl in self.pm.hook.shutdown.get_hookimpls():
@@ -393,11 +451,14 @@ class Server:
             self._on_parse_error(exc, data, source)
             return
         if type(msg) is Request:
+            self.counters[RCV_REQUESTS] += 1
             self._on_request(msg, source)
         else:
+            self.counters[RCV_REPLIES] += 1
             self._on_response(msg, source)  # type: ignore[arg-type]
 
     def _on_parse_error(self, exc: SipParseError, data: bytes, source: Source) -> None:
+        self.counters[BAD_MSG_HDR] += 1
         ctx = ErrorContext(exc, data, source, self)
         try:
             index, action = self.pipeline.first_at("route_error", ctx)
@@ -448,7 +509,7 @@ class Server:
         ip, port = source.remote
         params = via.params
         changed = False
-        if not _same_address(_unbracket(via.host), ip) or "rport" in params:
+        if not _same_address(unbracket(via.host), ip) or "rport" in params:
             if params.get("received") != ip:
                 params["received"] = ip
                 changed = True
@@ -516,6 +577,7 @@ class Server:
             self._execute(action, msg, source, ctx)
 
     def _hook_failed(self, err: HookError, msg: Request, source: Source) -> None:
+        self.counters[ERR_REQUESTS] += 1
         log.error("%s", err, exc_info=err.exc)
         if msg.method != "ACK":
             self._execute(_INTERNAL_ERROR, msg, source)
@@ -549,6 +611,7 @@ class Server:
             action = Reply(action.error.status, action.error.reason)
             cls = Reply
         if cls is Drop:
+            self.counters[DROP_REQUESTS] += 1
             return
         if msg.method == "ACK":
             return  # an ACK is never answered
@@ -563,8 +626,21 @@ class Server:
         rc = ctx.response_context if ctx is not None else None
         if rc is not None:
             rc.reply(status, reason, headers, body)  # through the server transaction
+        elif ctx is not None and ctx.final_callbacks and status >= 200:
+            response = self.local_response(msg, status, reason, headers, body)
+            self.send_response(response.to_bytes(), msg, source)
+            self.run_final_callbacks(ctx, response)
         else:
             self.reply(msg, source, status, reason, headers, body)
+
+    def run_final_callbacks(self, ctx: RequestContext, response: Response) -> None:
+        """Call the ``ctx.on_final`` callbacks once, with the final response sent upstream."""
+        callbacks, ctx.final_callbacks = ctx.final_callbacks, None
+        for callback in callbacks or ():
+            try:
+                callback(response)
+            except Exception:  # a plugin's bug must not stop the others or the message
+                log.exception("on_final callback %r failed", callback)
 
     def _on_response(self, msg: Response, source: Source) -> None:
         if self._has_message_hooks:
@@ -578,6 +654,7 @@ class Server:
                 self.spawn(self._resume_response(ctx, index, action))
                 return
             if action is not None:
+                self.counters[DROP_REPLIES] += 1
                 return  # any action on a response means: stop here
         if self.proxy.on_response(msg, source):
             return  # a client transaction took it (route_reply runs from there)
@@ -599,10 +676,12 @@ class Server:
         if self.pipeline.impls("route_reply") and not self._run_each(
             "route_reply", ReplyContext(msg, source, self)
         ):
+            self.counters[DROP_REPLIES] += 1
             return
         # §16.11: forwarded by Via when our Via is on top; anything else is a
         # stray the element drops (§18.1.2).
-        self.proxy.forward_response_statelessly(msg)
+        if not self.proxy.forward_response_statelessly(msg):
+            self.counters[DROP_REPLIES] += 1
 
     def _run_each(self, stage: str, ctx: Any) -> bool:
         """Run a non-firstresult stage; False when some implementation returned Drop."""
@@ -627,7 +706,9 @@ class Server:
         if not self.pipeline.impls("route_reply"):
             return True  # no context to build: the common case
         source = self.proxy.last_source
-        return self._run_each("route_reply", ReplyContext(response, source, self, rc.ctx.msg))  # type: ignore[arg-type]
+        return self._run_each(
+            "route_reply", ReplyContext(response, source, self, rc.ctx.msg, rc.ctx)  # type: ignore[arg-type]
+        )
 
     def run_route_branch(self, request: Request, branch: Any, ctx: RequestContext) -> bool:
         """route_branch for one outgoing branch; False: the branch is dropped."""
@@ -690,6 +771,17 @@ class Server:
             return True
         log.error("a failure handler returned %r, which is not an action", result)
         return False
+
+    async def send_request(
+        self, request: Request, destination: str | None = None, *, timeout: float | None = None
+    ) -> Response:
+        """Originate a non-INVITE request and return its final response.
+
+        See :meth:`sipline.proxy.uac.Uac.send`: the request gets a Via and a client
+        transaction, passes ``route_local``, and resolves to the response received or a
+        local 408/503. :raises LocalRequestError: when it cannot be sent at all.
+        """
+        return await self.uac.send(request, destination, timeout=timeout)
 
     def transport_for(self, proto: str, host: str) -> Transport | None:
         """The listener to send from, for a transport and the destination's family."""

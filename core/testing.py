@@ -8,25 +8,36 @@ distributions test against a real server the same way the core does:
 - :class:`ServerProcess` runs ``sipline run`` as a real subprocess and stops it by PID;
 - :func:`inprocess_server` runs a :class:`~sipline.server.Server` in a thread,
   with plugin objects passed directly (for hook tests);
-- :func:`options_request` builds a valid OPTIONS request.
+- :func:`options_request` builds a valid OPTIONS request;
+- :class:`PostgresCluster` is a throwaway PostgreSQL server (initdb + pg_ctl on a
+  free loopback port), stopped by PID;
+- :func:`assert_schema_matches` and :func:`migration_round_trip` check a plugin's
+  Alembic branch against its SQLAlchemy models.
 
 Fixtures: ``sipline_process`` (factory of ServerProcess), ``sip_client``
-(factory of SipClient); both clean up after the test.
+(factory of SipClient); both clean up after the test. Databases:
+``postgresql_cluster`` (one per session; skipped, saying why, when no PostgreSQL
+server can be started), ``postgresql_url`` (a fresh, empty database on it),
+``sqlite_url`` (a SQLite file in the test's tmp dir) and ``database_url``
+(parametrized: each test runs on SQLite and on PostgreSQL).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -334,3 +345,298 @@ def sip_client() -> Iterator[Any]:
     yield factory
     for c in clients:
         c.close()
+
+
+# ------------------------------------------------------------------ databases
+
+#: A PostgreSQL server to use instead of starting one: a SQLAlchemy URL whose
+#: user may create databases (``postgresql+psycopg://user:pw@host:5432/postgres``).
+POSTGRESQL_URL_ENV = "SIPLINE_TEST_POSTGRESQL_URL"
+PG_SUPERUSER = "sipline"
+
+
+class PostgresUnavailable(Exception):
+    """No PostgreSQL server can be started here; the message says why."""
+
+
+def find_postgresql_bin() -> Path | None:
+    """The folder of ``initdb`` and ``pg_ctl``: on PATH, else Debian's or RHEL's layout."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).resolve().parent
+
+    def version(path: str) -> tuple[int, ...]:
+        digits = "".join(c if c.isdigit() else " " for c in path).split()
+        return tuple(int(d) for d in digits)
+
+    for pattern in ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin"):
+        for folder in sorted(glob.glob(pattern), key=version, reverse=True):
+            if os.path.exists(os.path.join(folder, "initdb")):
+                return Path(folder)
+    return None
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL server: ``initdb`` into a temp dir, ``pg_ctl start`` on a
+    free loopback port (as the ``postgres`` user when running as root, which PostgreSQL
+    refuses), fsync off; :meth:`stop` ends it by PID and removes the files.
+
+    Or, with ``url``, an existing server given by :data:`POSTGRESQL_URL_ENV`.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.external = url
+        self.port = 0
+        self.datadir: Path | None = None
+        self.pid: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> PostgresCluster:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise PostgresUnavailable(
+                "the psycopg driver is not installed (pip install 'psycopg[binary]')"
+            ) from None
+        if self.external:
+            self._admin().close()  # reachable?
+            return self
+        bindir = find_postgresql_bin()
+        if bindir is None:
+            raise PostgresUnavailable(
+                "initdb/pg_ctl not found (apt-get install postgresql, or set "
+                f"{POSTGRESQL_URL_ENV})"
+            )
+        prefix: list[str] = []
+        owner = None
+        if os.geteuid() == 0:
+            import pwd
+
+            for name in ("postgres", "nobody"):
+                try:
+                    owner = pwd.getpwnam(name)
+                    break
+                except KeyError:
+                    continue
+            runuser = shutil.which("runuser")
+            if owner is None or runuser is None:
+                raise PostgresUnavailable("running as root and no 'postgres' user or runuser")
+            prefix = [runuser, "-u", owner.pw_name, "--"]
+        self.datadir = Path(tempfile.mkdtemp(prefix="sipline-pg-"))
+        if owner is not None:
+            os.chown(self.datadir, owner.pw_uid, owner.pw_gid)
+        self.port = free_port()
+        env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+        log = self.datadir / "server.log"
+        init = subprocess.run(
+            [*prefix, str(bindir / "initdb"), "-D", str(self.datadir / "data"),
+             "-U", PG_SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120,
+        )
+        if init.returncode != 0:
+            self._cleanup()
+            raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
+        options = (f"-p {self.port} -h {LOOPBACK4} -k {self.datadir} -F "
+                   "-c full_page_writes=off -c synchronous_commit=off")
+        with open(os.devnull, "wb") as devnull:
+            started = subprocess.run(
+                [*prefix, str(bindir / "pg_ctl"), "-D", str(self.datadir / "data"),
+                 "-l", str(log), "-w", "-t", "60", "-o", options, "start"],
+                stdin=subprocess.DEVNULL, stdout=devnull, stderr=devnull, env=env,
+                timeout=120,
+            )
+        pidfile = self.datadir / "data" / "postmaster.pid"
+        if started.returncode != 0 or not pidfile.exists():
+            reason = log.read_text(errors="replace").strip()[-500:] if log.exists() else ""
+            self.stop()
+            raise PostgresUnavailable(f"pg_ctl start failed: {reason}")
+        self.pid = int(pidfile.read_text().split("\n", 1)[0])
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Fast shutdown by PID (SIGINT), then remove the cluster's files."""
+        pid, self.pid = self.pid, None
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGINT)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and _running(pid):
+                    time.sleep(0.05)
+                if _running(pid):
+                    os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self.datadir is not None:
+            shutil.rmtree(self.datadir, ignore_errors=True)
+            self.datadir = None
+
+    # -- databases -------------------------------------------------------------------
+    def url(self, database: str) -> str:
+        """The SQLAlchemy URL of ``database`` on this server."""
+        if self.external:
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.external).set(database=database).render_as_string(
+                hide_password=False
+            )
+        return f"postgresql+psycopg://{PG_SUPERUSER}@{LOOPBACK4}:{self.port}/{database}"
+
+    def _admin(self) -> Any:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url("postgres"))
+        try:
+            return psycopg.connect(
+                host=url.host, port=url.port or 5432, user=url.username,
+                password=url.password, dbname=url.database, autocommit=True, connect_timeout=10,
+            )
+        except psycopg.Error as exc:
+            raise PostgresUnavailable(f"cannot connect to {make_url(self.url('postgres'))!r}: "
+                                      f"{exc}") from exc
+
+    def create_database(self) -> str:
+        """A new empty database; returns its URL."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        name = make_url(url).database
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (the postmaster is not our child)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="session")
+def postgresql_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server for the session: ``$SIPLINE_TEST_POSTGRESQL_URL``, else one
+    started from the installed binaries. Skips (saying why) when neither works."""
+    cluster = PostgresCluster(os.environ.get(POSTGRESQL_URL_ENV) or None)
+    try:
+        cluster.start()
+    except (PostgresUnavailable, OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"PostgreSQL tests skipped: no PostgreSQL server could be started: {exc}")
+    yield cluster
+    if not cluster.external:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgresql_url(postgresql_cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh empty database on the session's PostgreSQL server (dropped afterwards).
+
+    Name it before the fixtures that start servers on it, so that they stop first.
+    """
+    url = postgresql_cluster.create_database()
+    yield url
+    _dispose_engines(url)
+    postgresql_cluster.drop_database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """A SQLite file in the test's tmp dir (created on first use)."""
+    url = f"sqlite:///{tmp_path / 'sipline.db'}"
+    yield url
+    _dispose_engines(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The test runs twice: on a SQLite file and on a fresh PostgreSQL database."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def _dispose_engines(url: str) -> None:
+    from sipline import db
+
+    for key, engine in list(db._engines.items()):
+        if key.endswith(f" {url}"):
+            engine.dispose()
+            del db._engines[key]
+
+
+def schema_diff(url: str, metadata: Any) -> list[Any]:
+    """Alembic autogenerate's differences between ``metadata`` and the database, limited
+    to the tables ``metadata`` declares (other plugins' tables are not its business)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    tables = set(metadata.tables)
+
+    def include_name(name: str | None, type_: str, _parents: Any) -> bool:
+        return type_ != "table" or name in tables
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"include_name": include_name, "compare_type": True}
+            )
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
+def assert_schema_matches(url: str, metadata: Any) -> None:
+    """Fail with the differences when the migrated schema and the models disagree."""
+    diff = schema_diff(url, metadata)
+    assert diff == [], f"models and migrations differ: {diff}"
+
+
+def table_names(url: str) -> set[str]:
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def migration_round_trip(url: str, branch: str, metadata: Any,
+                         tables: Collection[str] | None = None) -> None:
+    """The per-plugin migration test: upgrade every branch to its head, no difference
+    between the models and the schema, downgrade ``branch`` to its base (its tables go,
+    the others' stay), upgrade again, still no difference."""
+    from sipline import db
+
+    tables = set(tables if tables is not None else metadata.tables)
+    db.upgrade(url, "heads")
+    status = db.schema_status(url)
+    assert status.behind() == [], status
+    assert tables <= table_names(url)
+    assert_schema_matches(url, metadata)
+    before = table_names(url)
+    db.downgrade(url, f"{branch}@base")
+    after = table_names(url)
+    assert after == before - tables, f"downgrade {branch}@base left {after & tables}"
+    assert [b.name for b in db.schema_status(url).behind()] == [branch]
+    db.upgrade(url, "heads")
+    assert db.schema_status(url).behind() == []
+    assert_schema_matches(url, metadata)

@@ -3,5 +3,9 @@
 from sipline.proxy.core import Proxy
 from sipline.proxy.nexthop import NextHop, resolve_target
 from sipline.proxy.result import Relayed, RelayError
+from sipline.proxy.uac import LocalRequestError, Uac, build_request
 
-__all__ = ["NextHop", "Proxy", "RelayError", "Relayed", "resolve_target"]
+__all__ = [
+    "LocalRequestError", "NextHop", "Proxy", "RelayError", "Relayed", "Uac", "build_request",
+    "resolve_target",
+]

@@ -18,6 +18,14 @@ from sipline.proxy.nexthop import NextHop, ip_literal, lookup_host, resolve_targ
 from sipline.proxy.result import Relayed, RelayError
 from sipline.sip import Request, Response, SipParseError, SipURI, make_response
 from sipline.sip.requests import make_cancel
+from sipline.stats import (
+    FWD_REPLIES,
+    FWD_REQUESTS,
+    TM_2XX,
+    TM_FINAL_BASE,
+    UAC_TRANSACTIONS,
+    UAS_TRANSACTIONS,
+)
 from sipline.transaction import (
     AsyncioClock,
     Clock,
@@ -142,15 +150,23 @@ class ResponseContext:
         self.send_upstream(self.proxy.server.local_response(ctx.msg, status, reason, headers, body))
 
     def send_upstream(self, response: Response) -> None:
+        first_final = False
         if response.status >= 200:
             if self.final_sent and not (self.is_invite and 200 <= response.status < 300):
                 return  # one final per transaction; only extra 2xx pass (§16.7 step 5)
+            if not self.final_sent:  # tm:2xx_transactions ... tm:6xx_transactions
+                self.proxy.counters[TM_FINAL_BASE + min(response.status // 100, 6)] += 1
+                first_final = True
             self.final_sent = True
         elif self.final_sent:
             return
         txn = self.server_txn
         if txn is not None and txn.state is not State.TERMINATED:
             txn.send_response(response)
+        if first_final:
+            ctx = self.ctx
+            if ctx is not None and ctx.final_callbacks:
+                self.proxy.server.run_final_callbacks(ctx, response)
         if self.final_sent:
             self.release()
 
@@ -212,12 +228,14 @@ class ResponseContext:
             if branch.cancel_wanted and not branch.cancelled:
                 self.proxy.send_cancel(branch)
             if status != _TRYING_ONLY:
+                self.proxy.counters[FWD_REPLIES] += 1
                 self.send_upstream(response)
             return
         branch.stop_timer()
         branch.done = True
         branch.final = response
         if status < 300:
+            self.proxy.counters[FWD_REPLIES] += 1
             self.send_upstream(response)
             self.cancel_pending(reason="SIP;cause=200;text=\"Call completed elsewhere\"")
             return
@@ -294,6 +312,7 @@ class ResponseContext:
             best.reason = "Server Internal Error"
         if best.status in (401, 407):
             best = self._aggregate_challenges(best)
+        self.proxy.counters[FWD_REPLIES] += 1
         self.send_upstream(best)
 
     def best_response(self) -> Response | None:
@@ -329,6 +348,8 @@ class Proxy:
 
     def __init__(self, server: Server) -> None:
         self.server = server
+        #: The server's statistic slots (sipline.stats indices), counted here.
+        self.counters = server.counters
         cfg = server.config.proxy
         self.timers = TimerConfig(t1=cfg.t1, t2=cfg.t2, t4=cfg.t4, c=cfg.fr_inv_timeout)
         self.fr_timeout = cfg.fr_timeout or self.timers.b
@@ -380,6 +401,9 @@ class Proxy:
         path = self.reply_path(cancel, source)
         txn = self.layer.create_server(cancel, path.send, source.reliable, _CANCEL_USER)
         txn.send_response(self.server.local_response(cancel, 200, "OK"))
+        counters = self.counters
+        counters[UAS_TRANSACTIONS] += 1
+        counters[TM_2XX] += 1
 
     def reply_path(self, msg: Request, source: Source) -> ReplyPath:
         return ReplyPath(source.transport, self.server.response_address(msg, source), source.conn)
@@ -442,6 +466,7 @@ class Proxy:
             except ValueError:
                 return Relayed(False, error=RelayError.TRANSACTION_EXISTS)
             ctx.response_context = rc
+            self.counters[UAS_TRANSACTIONS] += 1
         elif rc.final_sent:
             return Relayed(False, error=RelayError.TRANSACTION_EXISTS, detail="already answered")
         started = 0
@@ -540,6 +565,9 @@ class Proxy:
             return None
         txn = self.layer.create_client(req, hop.send, proto != "udp", branch)
         branch.txn = txn
+        counters = self.counters
+        counters[UAC_TRANSACTIONS] += 1
+        counters[FWD_REQUESTS] += 1
         if self._fr_timer:
             self.arm_timer(branch, self.fr_timeout)
         if not txn.start():
@@ -549,10 +577,17 @@ class Proxy:
     def _add_record_route(self, req: Request, ctx: RequestContext, out: Any) -> None:
         server = self.server
         inbound = ctx.source.transport
+        extra = ctx.rr_params
         if out is not inbound:
             # Changing transport or address family: record both sides (RFC 5658).
-            req.add_header("Record-Route", server.record_route_value(inbound), first=True)
-        req.add_header("Record-Route", server.record_route_value(out), first=True)
+            value = server.record_route_value(inbound)
+            if extra:
+                value = value[:-1] + extra + ">"
+            req.add_header("Record-Route", value, first=True)
+        value = server.record_route_value(out)
+        if extra:
+            value = value[:-1] + extra + ">"
+        req.add_header("Record-Route", value, first=True)
 
     def arm_timer(self, branch: Branch, seconds: float) -> None:
         branch.stop_timer()
@@ -590,6 +625,7 @@ class Proxy:
         if not self.server.run_route_local(cancel, (hop.proto, hop.host, hop.port)):
             return  # a route_local hook vetoed it
         txn = self.layer.create_client(cancel, hop.send, hop.proto != "udp", _CANCEL_USER)
+        self.counters[UAC_TRANSACTIONS] += 1
         txn.start()
 
     def _forward_stateless(
@@ -629,6 +665,7 @@ class Proxy:
         req.push_via(f"SIP/2.0/{proto.upper()} {server.sent_by(transport)};branch={MAGIC}{lhash}.{salt}")
         if not transport.send(req.to_bytes(), (addr, port)):
             return Relayed(False, error=RelayError.SEND_FAILED)
+        self.counters[FWD_REQUESTS] += 1
         return Relayed(True, branches=1)
 
     # -- responses -----------------------------------------------------------------------
@@ -661,7 +698,10 @@ class Proxy:
         transport = server.transport_for(proto, host)
         if transport is None:
             return False
-        return bool(transport.send(msg.to_bytes(), (host, port)))
+        if not transport.send(msg.to_bytes(), (host, port)):
+            return False
+        self.counters[FWD_REPLIES] += 1
+        return True
 
 
 class _Detached:

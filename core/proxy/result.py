@@ -6,24 +6,28 @@ import enum
 
 
 class RelayError(enum.Enum):
-    """Why a relay did not happen; each maps to the reply the core sends if the script doesn't."""
+    """Why a relay did not happen; each maps to the reply the core sends if the script doesn't.
 
-    NO_TARGET = (500, "No Destination")  # no branch to send to
-    BAD_TARGET = (416, "Unsupported URI Scheme")  # a target that is not a sip/sips URI
-    UNRESOLVABLE = (503, "Service Unavailable")  # DNS gave no address for every branch
-    SEND_FAILED = (503, "Service Unavailable")  # the transport refused every branch
-    NO_TRANSPORT = (503, "Service Unavailable")  # no listener of the needed transport/family
-    LOOP = (482, "Loop Detected")  # RFC 3261 §16.3 step 4
-    TOO_MANY_HOPS = (483, "Too Many Hops")  # Max-Forwards 0 (§16.3 step 3)
-    TRANSACTION_EXISTS = (0, "")  # already relayed: the existing transaction answers
+    Each value starts with the member's own name: members whose replies are the same
+    (three 503s) must still be distinct members, not aliases of the first one.
+    """
+
+    NO_TARGET = ("no_target", 500, "No Destination")  # no branch to send to
+    BAD_TARGET = ("bad_target", 416, "Unsupported URI Scheme")  # not a sip/sips URI
+    UNRESOLVABLE = ("unresolvable", 503, "Service Unavailable")  # DNS gave no address
+    SEND_FAILED = ("send_failed", 503, "Service Unavailable")  # the transport refused it
+    NO_TRANSPORT = ("no_transport", 503, "Service Unavailable")  # no listener for it
+    LOOP = ("loop", 482, "Loop Detected")  # RFC 3261 §16.3 step 4
+    TOO_MANY_HOPS = ("too_many_hops", 483, "Too Many Hops")  # Max-Forwards 0 (§16.3 step 3)
+    TRANSACTION_EXISTS = ("transaction_exists", 0, "")  # the existing transaction answers
 
     @property
     def status(self) -> int:
-        return self.value[0]
+        return self.value[1]  # type: ignore[no-any-return]
 
     @property
     def reason(self) -> str:
-        return self.value[1]
+        return self.value[2]  # type: ignore[no-any-return]
 
 
 class Relayed:

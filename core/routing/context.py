@@ -21,6 +21,24 @@ if TYPE_CHECKING:
     from sipline.transport.base import Source
 
 
+def _own_route_params(line: str, prefixes: tuple[str, ...]) -> dict[str, str | None] | None:
+    """The parameters of a Route line that is one of our Record-Route values plus simple
+    parameters (``<sip:us;lr;did=x>``), read without parsing the URI; None otherwise."""
+    if not line.endswith(">") or "," in line or '"' in line:
+        return None
+    for prefix in prefixes:
+        if line.startswith(prefix) and line[len(prefix)] == ";":
+            out: dict[str, str | None] = {"lr": None}
+            for item in line[len(prefix) + 1:-1].split(";"):
+                name, eq, value = item.partition("=")
+                name = name.strip().lower()
+                if not name or "<" in item or ">" in item or "?" in item:
+                    return None  # anything unusual: the careful path decides
+                out[name] = value.strip() if eq else None
+            return out
+    return None
+
+
 class _ScriptApiMixin:
     """Resolves ``ctx.<name>`` through the script APIs plugins registered."""
 
@@ -73,7 +91,8 @@ class RequestContext(_ScriptApiMixin):
 
     __slots__ = (
         "msg", "source", "server", "flags", "vars", "dst", "rr", "branch_flags",
-        "response_context", "failure_handler", "own_route", "_ruri", "_branches", "_api_cache",
+        "response_context", "failure_handler", "own_route", "rr_params", "route_params", "_ruri",
+        "_branches", "_api_cache", "final_callbacks",
     )
 
     def __init__(self, msg: Request, source: Source, server: Server) -> None:
@@ -91,8 +110,15 @@ class RequestContext(_ScriptApiMixin):
         #: i.e. we record-routed this dialog (OpenSIPS's ``check_route_param``
         #: spirit): an in-dialog request without one did not come through us.
         self.own_route = False
+        #: URI parameters of our Record-Route (OpenSIPS ``add_rr_param``), e.g. ``;did=x``.
+        self.rr_params = ""
+        #: Parameters of our Route entry that :meth:`loose_route` consumed (OpenSIPS
+        #: ``$rr_params`` / ``check_route_param``): what a plugin put in its Record-Route.
+        self.route_params: dict[str, str | None] = {}
         self._ruri: str | None = None
         self._branches: list[tuple[str, str | None, set[str]]] = []
+        #: See :meth:`on_final`.
+        self.final_callbacks: list[Callable[[Response], Any]] | None = None
 
     # -- actions -------------------------------------------------------------
     @staticmethod
@@ -138,6 +164,19 @@ class RequestContext(_ScriptApiMixin):
             self, [(self.ruri, dst or self.dst, self.branch_flags)], stateless=True
         )
 
+    def on_final(self, callback: Callable[[Response], Any]) -> None:
+        """Call ``callback(response)`` when this request's final response goes upstream.
+
+        OpenSIPS ``TMCB_RESPONSE_OUT``: once per transaction, with the final
+        response actually sent (relayed, chosen among the branches, or generated
+        locally: a 408 of Timer C, a 487 after CANCEL, a script's reply), after
+        failure handling had its say; extra 2xx of a forked INVITE do not call
+        it again. Exceptions are logged and ignored.
+        """
+        if self.final_callbacks is None:
+            self.final_callbacks = []
+        self.final_callbacks.append(callback)
+
     def on_failure(self, handler: Callable[[FailureContext], Any] | None) -> None:
         """Arm ``handler(fctx)`` to run when every branch failed (``t_on_failure``).
 
@@ -180,9 +219,29 @@ class RequestContext(_ScriptApiMixin):
         """The extra branches added with :meth:`append_branch`."""
         return self._branches
 
-    def record_route(self) -> None:
-        """Add Record-Route with ``lr`` to the relayed request (two when switching sides)."""
+    def record_route(self, params: str = "") -> None:
+        """Add Record-Route with ``lr`` to the relayed request (two when switching sides).
+
+        ``params`` (``";did=abc"``) are added to our Record-Route URI, as with
+        :meth:`add_rr_param`.
+        """
         self.rr = True
+        if params:
+            self.add_rr_param(params)
+
+    def add_rr_param(self, param: str) -> None:
+        """Add a URI parameter to our Record-Route (OpenSIPS ``add_rr_param``).
+
+        In-dialog requests bring it back in their Route; :meth:`loose_route` then
+        exposes it in :attr:`route_params`. ``param`` is ``";name=value"`` or
+        ``";name"`` (the leading ``;`` may be omitted).
+        """
+        param = param.strip()
+        if not param.startswith(";"):
+            param = ";" + param
+        if any(c in param for c in "<>\r\n ,"):
+            raise ValueError(f"invalid Record-Route parameter {param!r}")
+        self.rr_params += param
 
     def has_to_tag(self) -> bool:
         """True for in-dialog requests (``has_totag``)."""
@@ -215,6 +274,7 @@ class RequestContext(_ScriptApiMixin):
             last = values[-1].strip()
             self._ruri = last[1:last.index(">")] if last.startswith("<") else last
             self.own_route = True
+            self.route_params = dict(uri.params)  # type: ignore[union-attr]
             return True
         if not had_routes:
             return False
@@ -223,15 +283,23 @@ class RequestContext(_ScriptApiMixin):
         own = server.own_routes
         lines = msg.get_all("route")
         mine = 0
+        params: dict[str, str | None] | None = None
         for line in lines:
-            if line not in own:
+            if line in own:
+                mine += 1
+                continue
+            extra = _own_route_params(line, server.own_route_prefixes)
+            if extra is None:
                 break
+            params = extra if params is None else {**params, **extra}
             mine += 1
         if mine and (mine == len(lines) or "," not in lines[mine]):
             msg.remove_header("route")
             for line in lines[mine:]:
                 msg.add_header("Route", line)
             self.own_route = True
+            if params is not None:
+                self.route_params = params
             return True
         values = msg.get_list("route")
         routes = msg.routes
@@ -248,6 +316,10 @@ class RequestContext(_ScriptApiMixin):
             for v in values[keep:]:
                 msg.add_header("Route", v)
             self.own_route = True
+            consumed: dict[str, str | None] = {}
+            for r in routes[:keep]:
+                consumed.update(r.uri.params)  # type: ignore[union-attr]
+            self.route_params = consumed
         return True
 
     # -- headers (convenience over ctx.msg) ----------------------------------
@@ -288,15 +360,25 @@ class RequestContext(_ScriptApiMixin):
 class ReplyContext(_ScriptApiMixin):
     """Context of :func:`sipline.hooks.route_reply`."""
 
-    __slots__ = ("msg", "source", "server", "request", "_api_cache")
+    __slots__ = ("msg", "source", "server", "request", "vars", "flags", "_api_cache")
 
     def __init__(
-        self, msg: Response, source: Source, server: Server, request: Request | None = None
+        self,
+        msg: Response,
+        source: Source,
+        server: Server,
+        request: Request | None = None,
+        request_ctx: RequestContext | None = None,
     ) -> None:
         self.msg = msg
         self.source = source
         self.server = server
         self.request = request
+        #: The per-transaction variables and message flags of the request this
+        #: response answers (OpenSIPS AVPs and flags in ``onreply_route``);
+        #: fresh empty ones for a response no transaction matched.
+        self.vars: dict[str, Any] = request_ctx.vars if request_ctx is not None else {}
+        self.flags: set[str] = request_ctx.flags if request_ctx is not None else set()
 
 
 class BranchContext(_ScriptApiMixin):

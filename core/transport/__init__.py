@@ -5,6 +5,7 @@ from sipline.transport.base import (
     Source,
     Transport,
     format_hostport,
+    unbracket,
     via_destination,
 )
 from sipline.transport.tcp import TcpTransport
@@ -17,5 +18,6 @@ __all__ = [
     "Transport",
     "UdpTransport",
     "format_hostport",
+    "unbracket",
     "via_destination",
 ]

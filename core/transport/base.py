@@ -58,20 +58,21 @@ def via_destination(
     """
     params = via.params
     received = params.get("received")
-    host = _unbracket(received or via.host)
+    host = unbracket(received or via.host)
     port = via.port or 5060
     if reliable:
         return (host, port)
     maddr = params.get("maddr")
-    if maddr and _is_ip(_unbracket(maddr)):
-        return (_unbracket(maddr), port)
+    if maddr and _is_ip(unbracket(maddr)):
+        return (unbracket(maddr), port)
     rport = params.get("rport")
     if rport and rport.isdigit():
-        return (_unbracket(received) if received else (source_ip or host), int(rport))
+        return (unbracket(received) if received else (source_ip or host), int(rport))
     return (host, port)
 
 
-def _unbracket(host: str) -> str:
+def unbracket(host: str) -> str:
+    """``[::1]`` -> ``::1``; anything else unchanged."""
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 

@@ -22,6 +22,13 @@ class RegistrarConfig(BaseModel):
     #: the Contact (a phone behind NAT), like OpenSIPS's received_avp with
     #: fix_nated_register(). Off: the Contact is used as registered.
     nat_received: bool = False
+    #: Where bindings live (OpenSIPS usrloc ``db_mode``): "memory" only; "write-through"
+    #: (memory, every change written to the ``location`` table at once by a background
+    #: thread); "write-back" (memory, changes written every ``write_back_interval``
+    #: seconds and at shutdown); "sql-only" (the table is the store: shared by workers
+    #: and nodes). Every mode but "memory" reloads the bindings at startup.
+    db_mode: Literal["memory", "write-through", "write-back", "sql-only"] = "memory"
+    write_back_interval: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> RegistrarConfig:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sipline.hooks import hookimpl
 from sipline.routing.actions import Action, Redirect
 from sipline.sip import parse_uri
 from sipline_registrar.config import RegistrarConfig
-from sipline_registrar.location import Binding
+from sipline_registrar.location import Binding, LocationStore, best_first
 from sipline_registrar.registrar import Registrar, aor_of
 
 if TYPE_CHECKING:
@@ -46,6 +50,9 @@ class RegistrarPlugin:
 
     def __init__(self) -> None:
         self.registrar: Registrar | None = None
+        #: sql-only mode: REGISTER processing and expiry run here, off the event loop.
+        self.sql_thread: ThreadPoolExecutor | None = None
+        self._last_flush = 0.0
 
     @hookimpl
     def config_model(self) -> type[RegistrarConfig]:
@@ -53,9 +60,47 @@ class RegistrarPlugin:
 
     @hookimpl
     def startup(self, server: Server) -> None:
-        self.registrar = Registrar(server.plugin_config(NAME) or RegistrarConfig())
+        config = server.plugin_config(NAME) or RegistrarConfig()
+        clock = time.monotonic
+        store = LocationStore()
+        if config.db_mode != "memory":  # SQLAlchemy is imported only for the SQL modes
+            from sqlalchemy.exc import SQLAlchemyError
+
+            from sipline.db import display_url, engine_for
+            from sipline_registrar.storage import open_store
+
+            try:
+                store = open_store(config.db_mode, engine_for(server.config), clock)
+            except SQLAlchemyError as exc:
+                raise RuntimeError(
+                    f"cannot load bindings from the location table of "
+                    f"{display_url(server.config.database_url)} (db_mode {config.db_mode!r}; "
+                    f"has `sipline db upgrade` run?): {getattr(exc, 'orig', None) or exc}"
+                ) from exc
+        if config.db_mode == "sql-only":
+            self.sql_thread = ThreadPoolExecutor(1, thread_name_prefix="registrar-sql")
+        self.registrar = Registrar(config, clock, store)
+        self._last_flush = clock()
         server.allowed_methods.add("REGISTER")
         server.supported.add("path")
+
+    @hookimpl
+    def shutdown(self, server: Server) -> Any:
+        """Write back what is pending and stop the SQL threads (off the event loop)."""
+        registrar, pool = self.registrar, self.sql_thread
+        self.sql_thread = None
+        if registrar is None:
+            return None
+
+        store = registrar.store
+        store.flush()  # on the loop, where the store changes; the writer does the rest
+
+        def close() -> None:
+            if pool is not None:
+                pool.shutdown(wait=True)
+            store.close()
+
+        return asyncio.to_thread(close)
 
     @hookimpl
     def register_script_api(self, register: Any) -> None:
@@ -109,8 +154,8 @@ class RegistrarPlugin:
         reg = self._reg()
         now = reg.clock()
         out = {}
-        for aor, _ in reg.store:
-            live = reg.store.bindings(aor, now)
+        for aor, entries in reg.store:  # one query in sql-only mode
+            live = best_first(b for b in entries.values() if b.expires > now)
             if live:
                 out[aor] = [_binding_info(b, now) for b in live]
         return out
@@ -145,14 +190,20 @@ class RegistrarPlugin:
         return True
 
     @hookimpl
-    def route_request(self, ctx: RequestContext) -> Action | None:
+    def route_request(self, ctx: RequestContext) -> Action | Awaitable[Action] | None:
         registrar = self.registrar
         if registrar is None:
             return None
         method = ctx.msg.method
         if method == "REGISTER":
             # Only for our domains; a REGISTER for elsewhere is the proxy's to relay.
-            return registrar.save(ctx) if ctx.is_myself() else None
+            if not ctx.is_myself():
+                return None
+            if self.sql_thread is not None:  # sql-only: the queries and commit off the loop
+                return asyncio.get_running_loop().run_in_executor(
+                    self.sql_thread, registrar.save, ctx
+                )
+            return registrar.save(ctx)
         if (
             registrar.config.redirect
             and method == "INVITE"
@@ -160,7 +211,7 @@ class RegistrarPlugin:
             and ctx.is_myself()
         ):
             aor = aor_of(ctx.msg.uri)
-            bindings = registrar.contacts_for(aor) if aor else []
+            bindings = registrar.contacts_for(aor, method) if aor else []
             if bindings:
                 contacts = [
                     f"<{b.contact}>" + (f";q={b.q:g}" if b.q is not None else "")
@@ -170,9 +221,20 @@ class RegistrarPlugin:
         return None
 
     @hookimpl
-    def timer(self, server: Server, now: float) -> None:
-        if self.registrar is not None:
-            self.registrar.expire()
+    def timer(self, server: Server, now: float) -> Any:
+        registrar = self.registrar
+        if registrar is None:
+            return None
+        if self.sql_thread is not None:  # a DELETE: in the SQL thread
+            return asyncio.get_running_loop().run_in_executor(self.sql_thread, registrar.expire)
+        registrar.expire()
+        store = registrar.store
+        if store.periodic_flush:
+            clock_now = registrar.clock()
+            if clock_now - self._last_flush >= registrar.config.write_back_interval:
+                self._last_flush = clock_now
+                store.flush()
+        return None
 
 
 def _binding_info(b: Binding, now: float) -> dict[str, Any]:
@@ -189,6 +251,7 @@ def _binding_info(b: Binding, now: float) -> dict[str, Any]:
         "socket": b.socket,
         "sip_instance": b.instance,
         "reg_id": b.reg_id,
+        "methods": b.methods,
     }
 
 
@@ -203,3 +266,4 @@ register_statistics = plugin.register_statistics
 register_mi_commands = plugin.register_mi_commands
 route_request = plugin.route_request
 timer = plugin.timer
+shutdown = plugin.shutdown

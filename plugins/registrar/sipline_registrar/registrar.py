@@ -8,9 +8,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sipline.routing.actions import Reply
-from sipline.sip import SipParseError, SipURI, parse_uri
+from sipline.sip import SipParseError, SipURI, parse_uri, split_comma
 from sipline_registrar.config import RegistrarConfig
-from sipline_registrar.location import Binding, LocationStore
+from sipline_registrar.location import Binding, LocationStore, best_first, methods_mask
 
 if TYPE_CHECKING:
     from sipline.routing.context import RequestContext
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sipline.plugin.registrar")
 
 MAX_EXPIRES_DIGITS = 10
+MAX_AOR_PART = 255  # username and domain columns of the location table
 
 
 def aor_of(uri: Any) -> str | None:
@@ -27,12 +28,24 @@ def aor_of(uri: Any) -> str | None:
     return f"{uri.user}@{uri.host}"
 
 
+_date_cache: list[Any] = [0, ""]
+
+
+def http_date() -> str:
+    """The ``Date`` header value for now (RFC 3261 §20.17), formatted once per second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = email.utils.formatdate(now, usegmt=True)
+    return _date_cache[1]  # type: ignore[no-any-return]
+
 class Registrar:
     """The registrar of one worker: the store, the settings and the counters."""
 
-    def __init__(self, config: RegistrarConfig, clock: Any = time.monotonic) -> None:
+    def __init__(self, config: RegistrarConfig, clock: Any = time.monotonic,
+                 store: LocationStore | None = None) -> None:
         self.config = config
-        self.store = LocationStore()
+        self.store = store if store is not None else LocationStore()
         self.clock = clock
         self.accepted = 0
         self.rejected = 0
@@ -57,18 +70,26 @@ class Registrar:
         aor = aor_of(msg.to.uri)
         if aor is None:
             return Reply(400, "Invalid AOR in To: not a sip/sips URI with a user")
+        if any(len(part) > MAX_AOR_PART for part in aor.rsplit("@", 1)):
+            return Reply(400, "AOR too long")
         callid = msg.call_id
         cseq = msg.cseq.seq
+        top = msg.top_via
+        branch = top.branch if top is not None else None
         header_expires = msg.expires
+        store = self.store
+        existing = store.entries(aor)  # one read: in sql-only mode it is a query
         if msg.contact_star:
             # RFC 3261 §10.3 step 6: "*" only with Expires: 0 and nothing else.
             if header_expires != 0:
                 return Reply(400, "Contact * requires Expires: 0")
-            for key, b in list(self.store.entries(aor).items()):
+            for key, b in existing.items():
                 if b.callid == callid and cseq <= b.cseq:
                     return Reply(500, "Request out of order")
-            self.store.remove_aor(aor)
-            return self._ok(aor, now, msg)
+            store.remove_aor(aor)
+            return self._ok(aor, now, msg, {})
+        # OpenSIPS: the Contact's methods param (RFC 3840), else Allow, else every method.
+        allow = methods_mask(msg.get_list("allow")) if msg.has("allow") else None
         changes: list[tuple[str, Binding | None]] = []
         for contact in msg.contacts:
             uri = contact.uri
@@ -92,8 +113,10 @@ class Registrar:
                 )
             expires = min(expires, cfg.max_expires)
             key = str(uri)
-            old = self.store.get(aor, key)
+            old = existing.get(key)
             if old is not None and old.callid == callid and cseq <= old.cseq:
+                if cseq == old.cseq and branch and old.branch == branch:
+                    continue  # a retransmission of the REGISTER that wrote it: same answer
                 return Reply(500, "Request out of order")  # §10.3 step 7: never go back
             if expires == 0:
                 changes.append((key, None))
@@ -112,10 +135,11 @@ class Registrar:
                 user_agent=msg.get("user-agent"),
                 socket=f"{ctx.source.proto}:{_hostport(*ctx.source.local)}",
                 created=old.created if old is not None else now,
+                methods=_contact_methods(contact.params.get("methods"), allow),
+                branch=branch,
             )))
         # Apply all or nothing: a request that fails half way changes no binding.
-        store = self.store
-        current = {k: b for k, b in store.entries(aor).items() if b.expires > now}
+        current = {k: b for k, b in existing.items() if b.expires > now}
         for key, binding in changes:
             if binding is None:
                 current.pop(key, None)
@@ -127,10 +151,9 @@ class Registrar:
                 return Reply(503, "Too many registered contacts")
             for key in sorted(current, key=lambda k: current[k].created)[: len(current) - limit]:
                 del current[key]
-        store.remove_aor(aor)
-        for key, binding in current.items():
-            store.put(aor, key, binding)
-        return self._ok(aor, now, msg)
+        if changes or len(current) != len(existing):
+            store.replace(aor, current)
+        return self._ok(aor, now, msg, current)
 
     @staticmethod
     def _received(ctx: RequestContext, uri: Any) -> str | None:
@@ -144,9 +167,9 @@ class Registrar:
             ";transport=tcp" if ctx.source.proto == "tcp" else ""
         )
 
-    def _ok(self, aor: str, now: float, msg: Any) -> Reply:
+    def _ok(self, aor: str, now: float, msg: Any, current: dict[str, Binding]) -> Reply:
         headers: list[tuple[str, str]] = []
-        for b in self.store.bindings(aor, now):
+        for b in best_first(current.values()):
             params = f";expires={max(0, round(b.expires - now))}"
             if b.q is not None:
                 params += f";q={b.q:g}"
@@ -154,7 +177,7 @@ class Registrar:
         if msg.has("path"):
             headers.append(("Path", ", ".join(msg.get_list("path"))))
             headers.append(("Supported", "path"))
-        headers.append(("Date", email.utils.formatdate(usegmt=True)))
+        headers.append(("Date", http_date()))
         return Reply(200, "OK", tuple(headers))
 
     # -- lookup --------------------------------------------------------------------------
@@ -168,7 +191,7 @@ class Registrar:
         aor = aor_of(parse_uri(ctx.ruri))
         if aor is None:
             return False
-        bindings = self.store.bindings(aor, self.clock())
+        bindings = self.contacts_for(aor, ctx.msg.method)
         if not bindings:
             return False
         nat = self.config.nat_received
@@ -179,8 +202,13 @@ class Registrar:
             ctx.append_branch(b.contact, dst=_destination(b, nat))
         return True
 
-    def contacts_for(self, aor: str) -> list[Binding]:
-        return self.store.bindings(aor, self.clock())
+    def contacts_for(self, aor: str, method: str | None = None) -> list[Binding]:
+        """The live bindings of ``aor``, best first; with ``method``, only those whose
+        Allow includes it (OpenSIPS lookup's method filtering)."""
+        found = self.store.bindings(aor, self.clock())
+        if method is not None:
+            found = [b for b in found if b.allows(method)]
+        return found
 
     def expire(self) -> int:
         return self.store.expire(self.clock())
@@ -192,6 +220,12 @@ def _destination(b: Binding, nat_received: bool) -> str | None:
         first = b.path[0].strip()
         return first[1:first.index(">")] if first.startswith("<") else first
     return b.received if nat_received else None
+
+
+def _contact_methods(param: str | None, allow: int | None) -> int | None:
+    if param is None:
+        return allow
+    return methods_mask(split_comma(param.strip().strip('"'), allow_empty=True))
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -250,3 +251,145 @@ def test_hook_route_local_sees_the_proxys_own_cancel(tmp_path, peers):
         assert local.seen == [("CANCEL", ("udp", "127.0.0.1", ringing.port))]
         assert final(client).status == 200
         client.close()
+
+
+def test_record_route_params_come_back_in_route_params(tmp_path, peers):
+    a = peers()
+    plugin = script(tmp_path, f"""
+        def route_request(ctx):
+            if ctx.msg.to.tag:
+                routed = ctx.loose_route()
+                seen = repr((routed, ctx.own_route, sorted(ctx.route_params.items())))
+                return ctx.reply(200, "OK", [("X-Seen", seen)])
+            if ctx.msg.method == "INVITE":
+                ctx.record_route(";did=d1")
+                ctx.add_rr_param("flag")
+                return ctx.relay("{a.uri}")
+    """)
+    with inprocess_server(script=plugin) as srv:
+        client = SipClient(srv.address())
+        client.send(request(client))
+        msg, addr = a.receive()
+        rr = msg.get_all("record-route")
+        assert len(rr) == 1 and rr[0].endswith(";lr;did=d1;flag>"), rr
+        a.answer(msg, addr, 486)
+        assert final(client).status == 486
+        # The in-dialog request brings our Record-Route back as its Route.
+        bye = request(client, "BYE", extra=f"Route: {rr[0]}\r\n").decode().split("\r\n")
+        text = [line + ";tag=t9" if line.startswith("To:") else line for line in bye]
+        client.send("\r\n".join(text).encode())
+        ok = final(client)
+        assert ok.status == 200
+        assert ok.get("x-seen") == repr(
+            (True, True, [("did", "d1"), ("flag", None), ("lr", None)]))
+        client.close()
+
+
+def test_add_rr_param_rejects_what_would_break_the_header(tmp_path):
+    plugin = script(tmp_path, """
+        def route_request(ctx):
+            if ctx.msg.method != "OPTIONS":
+                return None
+            ctx.add_rr_param("a=1")
+            refused = 0
+            for bad in (";a=<x>", ";a=1,b", "; a"):
+                try:
+                    ctx.add_rr_param(bad)
+                except ValueError:
+                    refused += 1
+            return ctx.reply(200, "OK", [("X-Params", ctx.rr_params), ("X-Refused", str(refused))])
+    """)
+    with inprocess_server(script=plugin) as srv:
+        client = SipClient(srv.address())
+        client.send(request(client, "OPTIONS"))
+        got = final(client)
+        client.close()
+    assert (got.get("x-params"), got.get("x-refused")) == (";a=1", "3")
+
+
+def test_route_reply_sees_the_transaction_vars(tmp_path, peers):
+    a = peers()
+    plugin = script(tmp_path, f"""
+        def route_request(ctx):
+            if ctx.msg.method == "INVITE":
+                ctx.vars["dialog"] = "d7"
+                ctx.flags.add("traced")
+                return ctx.relay("{a.uri}")
+
+        def route_reply(ctx):
+            ctx.msg.add_header("X-Seen", f"{{ctx.vars.get('dialog')}} {{sorted(ctx.flags)}}")
+    """)
+    with inprocess_server(script=plugin) as srv:
+        client = SipClient(srv.address())
+        client.send(request(client))
+        msg, addr = a.receive()
+        a.answer(msg, addr, 486)
+        got = final(client)
+        assert got.status == 486 and got.get("x-seen") == "d7 ['traced']"
+        client.close()
+
+
+def test_own_route_params_fast_reading():
+    from sipline.routing.context import _own_route_params
+
+    prefixes = ("<sip:192.0.2.1:5060;lr",)
+    assert _own_route_params("<sip:192.0.2.1:5060;lr;did=a1;x>", prefixes) == {
+        "lr": None, "did": "a1", "x": None}
+    for other in ("<sip:192.0.2.1:5060;lr>",  # exact: the caller's set handles it
+                  "<sip:192.0.2.1:50600;lr;did=1>",  # another port
+                  "<sip:192.0.2.1:5060;lr;did=1>, <sip:x>",  # two entries in one line
+                  "<sip:192.0.2.1:5060;lr;did=1?h=v>",  # URI headers: the careful path
+                  "<sip:192.0.2.9:5060;lr;did=1>"):
+        assert _own_route_params(other, prefixes) is None, other
+
+
+class FinalWatcher:
+    """Relays INVITEs (serial forking on 503) and records what ctx.on_final reports."""
+
+    def __init__(self, first: str, second: str) -> None:
+        self.first, self.second = first, second
+        self.seen: list[tuple[str, int]] = []
+
+    @hookimpl
+    def route_request(self, ctx):
+        if ctx.msg.method != "INVITE":
+            return None
+        if ctx.msg.uri.user == "local":
+            ctx.on_final(lambda r: self.seen.append(("local", r.status)))
+            return ctx.reply(486, "Busy Here")
+        ctx.on_final(lambda r: self.seen.append(("relayed", r.status)))
+        ctx.on_final(lambda r: 1 / 0)  # a failing callback does not stop the others
+        ctx.on_final(lambda r: self.seen.append(("second", r.status)))
+        ctx.on_failure(lambda f: f.relay(self.second) if f.response.status == 503 else None)
+        return ctx.relay(self.first)
+
+
+def test_on_final_reports_the_response_that_went_upstream_once(peers):
+    a, b = peers(), peers()
+    watcher = FinalWatcher(a.uri, b.uri)
+    with inprocess_server(plugins=[("watcher", watcher)]) as srv:
+        client = SipClient(srv.address())
+        client.send(request(client))
+        ma, aa = a.receive()
+        a.answer(ma, aa, 503)  # serial forking: the failure handler goes on to b
+        mb, ab = b.receive()
+        b.answer(mb, ab, 404)
+        assert final(client).status == 404
+        client.send(request(client, ruri=f"sip:local@{srv.address()[0]}:{srv.address()[1]}"))
+        assert final(client).status == 486
+        client.close()
+        deadline = time.monotonic() + 2  # the callbacks run right after the send
+        while len(watcher.seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert watcher.seen == [("relayed", 404), ("second", 404), ("local", 486)]
+
+
+def test_relay_errors_are_distinct_members():
+    from sipline.proxy import RelayError
+
+    members = list(RelayError)
+    assert len(members) == len(RelayError.__members__) == 8  # no member is an alias
+    assert RelayError.SEND_FAILED is not RelayError.UNRESOLVABLE
+    assert (RelayError.NO_TRANSPORT.status, RelayError.NO_TRANSPORT.reason) == (
+        503, "Service Unavailable")
+    assert RelayError.TRANSACTION_EXISTS.status == 0

@@ -122,6 +122,22 @@ def test_older_cseq_never_overwrites(server):
     c.close()
 
 
+def test_retransmitted_register_gets_the_same_answer_but_a_replay_fails(server):
+    """A retransmission (same branch) is answered again; the same CSeq in a new
+    transaction is out of order (RFC 3261 §10.3 step 7)."""
+    srv = server()
+    c = SipClient(srv.address())
+    call_id = uuid.uuid4().hex
+    first = register(c, ["<sip:a@127.0.0.1:6001>"], call_id=call_id, cseq=5, expires=600)
+    assert c.request(first).status == 200
+    again = c.request(first)  # the very same datagram: its 200 was lost
+    assert again.status == 200 and contact_uris(again) == ["sip:a@127.0.0.1:6001"]
+    replay = register(c, ["<sip:a@127.0.0.1:6001>"], call_id=call_id, cseq=5, expires=0)
+    assert c.request(replay).status == 500
+    assert contact_uris(c.request(register(c, []))) == ["sip:a@127.0.0.1:6001"]
+    c.close()
+
+
 @pytest.mark.parametrize(("policy", "status", "kept"), [
     ("reject", 503, ["sip:a@127.0.0.1:6001", "sip:a@127.0.0.1:6002"]),
     ("evict", 200, ["sip:a@127.0.0.1:6002", "sip:a@127.0.0.1:6003"]),

@@ -1,0 +1,1 @@
+"""sipline-auth: SIP digest authentication against the OpenSIPS ``subscriber`` table."""
