@@ -155,6 +155,9 @@ class SubscriberStore:
             raise
         except Exception:  # noqa: BLE001, S110 - logged by _landed, memory stays as it was
             pass
+        # A lookup that finished before this await returns at once, possibly before
+        # its done-callback ran: apply the result here (_landed runs once per lookup).
+        self._landed(key, pending)
         return self.accounts.get(key)
 
     def _note_lookup(self, key: Key) -> None:
@@ -165,7 +168,9 @@ class SubscriberStore:
             looked.popitem(last=False)
 
     def _landed(self, key: Key, future: asyncio.Future[Account | None]) -> None:
-        self._in_flight.pop(key, None)
+        if self._in_flight.get(key) is not future:
+            return  # already applied
+        del self._in_flight[key]
         if future.cancelled():
             return
         exc = future.exception()
