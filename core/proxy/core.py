@@ -27,11 +27,10 @@ from sipline.stats import (
     UAS_TRANSACTIONS,
 )
 from sipline.transaction import (
-    AsyncioClock,
-    Clock,
     State,
     TimerConfig,
     TransactionLayer,
+    WheelClock,
 )
 from sipline.transport import via_destination
 
@@ -357,7 +356,7 @@ class Proxy:
         # a timeout; an own timer is only needed for a shorter fr_timeout.
         self._fr_timer = self.fr_timeout < self.timers.b
         self.fr_inv_timeout = cfg.fr_inv_timeout
-        self.clock: Clock | None = None
+        self.clock: WheelClock | None = None
         self.layer: TransactionLayer = None  # type: ignore[assignment]
         self._ids = itertools.count(1)
         self.last_source: Source | None = None
@@ -365,12 +364,15 @@ class Proxy:
         self._prefix = os.urandom(3).hex()
 
     def start(self, loop: Any) -> None:
-        self.clock = AsyncioClock(loop)
+        # One loop timer for every transaction and branch timer (see WheelClock).
+        self.clock = WheelClock(loop)
         self.layer = TransactionLayer(self.clock, self.timers)
 
     def stop(self) -> None:
         if self.layer is not None:
             self.layer.terminate_all()
+        if self.clock is not None:
+            self.clock.close()
 
     # -- incoming requests: transaction matching (§17.2.3) -----------------------------
     def absorb(self, msg: Request, source: Source) -> bool:

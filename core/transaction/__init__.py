@@ -15,7 +15,7 @@ from .base import (
     TransactionUser,
 )
 from .client import ClientTransaction, InviteClientTransaction, NonInviteClientTransaction
-from .clock import AsyncioClock, Clock, FakeClock, TimerHandle
+from .clock import AsyncioClock, Clock, FakeClock, TimerHandle, WheelClock, WheelTimer
 from .keys import (
     MAGIC_COOKIE,
     Key,
@@ -57,6 +57,8 @@ __all__ = [
     "Transaction",
     "TransactionLayer",
     "TransactionUser",
+    "WheelClock",
+    "WheelTimer",
     "client_key",
     "client_key_for_request",
     "invite_key_for_cancel",

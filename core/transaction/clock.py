@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover - typing only: this module must stay asyncio-free
     import asyncio
 
-__all__ = ["Clock", "TimerHandle", "AsyncioClock", "FakeClock", "FakeTimerHandle"]
+__all__ = [
+    "Clock", "TimerHandle", "AsyncioClock", "WheelClock", "WheelTimer", "FakeClock",
+    "FakeTimerHandle",
+]
+
+log = logging.getLogger(__name__)
 
 
 class TimerHandle(Protocol):
@@ -55,6 +61,130 @@ class AsyncioClock:
         # Bound methods of the loop itself: no extra Python frame per timer on the hot path.
         self.time: Callable[[], float] = loop.time
         self.call_later: Callable[..., TimerHandle] = loop.call_later
+
+
+class WheelTimer:
+    """A callback scheduled on a :class:`WheelClock`; ``callback`` is None once cancelled or fired."""
+
+    __slots__ = ("callback", "args", "bucket")
+
+    def __init__(
+        self,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        bucket: dict[WheelTimer, None],
+    ) -> None:
+        self.callback: Callable[..., object] | None = callback
+        self.args = args
+        self.bucket: dict[WheelTimer, None] | None = bucket
+
+    def cancel(self) -> None:
+        bucket = self.bucket
+        if bucket is not None:
+            self.bucket = None
+            self.callback = None  # drops the transaction the bound method holds
+            self.args = ()
+            bucket.pop(self, None)
+
+    def __repr__(self) -> str:
+        state = "" if self.callback is not None else " done"
+        return f"<WheelTimer{state} {self.callback!r}>"
+
+
+#: Slots a timer may wait in (beyond, the wheel ticks every slot instead of jumping to the
+#: earliest one: finding it would cost more than the empty ticks).
+_SPARSE = 64
+
+
+class WheelClock:
+    """:class:`Clock` whose timers live in a hashed wheel of ``tick``-second slots.
+
+    One loop timer drives the whole wheel instead of one per transaction timer: an event-loop
+    timer costs an allocation, a heap insertion and, once cancelled, a handle to close, and a
+    call sets up about ten of them (Timers A, B, C, E, F, J, K, L, M) of which most are
+    cancelled. Here scheduling is a dict insertion and cancelling a dict deletion.
+
+    A callback runs at most one tick late and never early; timers of the same tick run in
+    scheduling order. ``loop`` needs only ``time()`` and ``call_at()``.
+    """
+
+    __slots__ = ("loop", "time", "tick", "_inv", "_slots", "_done", "_handle", "_armed")
+
+    def __init__(self, loop: Any, tick: float = 0.01) -> None:
+        if tick <= 0:
+            raise ValueError("the wheel's tick must be positive")
+        self.loop = loop
+        self.time: Callable[[], float] = loop.time
+        self.tick = tick
+        self._inv = 1.0 / tick
+        self._slots: dict[int, dict[WheelTimer, None]] = {}
+        self._done = int(loop.time() * self._inv)  # the last slot run
+        self._handle: Any = None
+        self._armed = 0  # the slot the loop timer is set for
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> WheelTimer:
+        slot = int((self.time() + delay) * self._inv) + 1
+        if slot <= self._done:
+            slot = self._done + 1
+        slots = self._slots
+        bucket = slots.get(slot)
+        if bucket is None:
+            bucket = slots[slot] = {}
+        timer = WheelTimer(callback, args, bucket)
+        bucket[timer] = None
+        if self._handle is None or slot < self._armed:
+            self._arm(slot)
+        return timer
+
+    @property
+    def pending(self) -> int:
+        """How many callbacks are scheduled and not cancelled."""
+        return sum(len(bucket) for bucket in self._slots.values())
+
+    def close(self) -> None:
+        """Stop the wheel's loop timer and forget every timer (at shutdown)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        for bucket in self._slots.values():
+            for timer in bucket:
+                timer.bucket = None
+                timer.callback = None
+        self._slots.clear()
+
+    def _arm(self, slot: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed = slot
+        self._handle = self.loop.call_at(slot * self.tick, self._run)
+
+    def _run(self) -> None:
+        self._handle = None
+        last = int(self.time() * self._inv)
+        slots = self._slots
+        done = self._done
+        if last - done <= len(slots):
+            due = [s for s in range(done + 1, last + 1) if s in slots]
+        else:
+            due = sorted(s for s in slots if s <= last)
+        self._done = last if last > done else done
+        for slot in due:
+            bucket = slots.pop(slot)
+            # A callback may cancel another timer of this bucket: iterate over a copy.
+            for timer in list(bucket):
+                callback = timer.callback
+                if callback is None:
+                    continue
+                args = timer.args
+                timer.callback = None
+                timer.bucket = None
+                timer.args = ()
+                try:
+                    callback(*args)
+                except Exception:  # one broken callback must not stop the others
+                    log.exception("timer callback %r failed", callback)
+        if slots:
+            self._arm(min(slots) if len(slots) <= _SPARSE else self._done + 1)
 
 
 class FakeTimerHandle:
