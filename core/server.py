@@ -575,6 +575,8 @@ class Server:
             self.spawn(self._resume("route_request", ctx, index, action, msg, source))
         elif action is not None:
             self._execute(action, msg, source, ctx)
+            if ctx.response_context is None:
+                ctx.release_script_apis()  # done with it (else: when its transaction is)
 
     def _hook_failed(self, err: HookError, msg: Request, source: Source) -> None:
         self.counters[ERR_REQUESTS] += 1
@@ -599,7 +601,12 @@ class Server:
             if stage == "message_received":
                 self._process_request(msg, source)
             return
-        self._execute(action, msg, source, ctx if type(ctx) is RequestContext else None)
+        if type(ctx) is RequestContext:
+            self._execute(action, msg, source, ctx)
+            if ctx.response_context is None:
+                ctx.release_script_apis()
+        else:
+            self._execute(action, msg, source, None)
 
     def _execute(
         self, action: Any, msg: Request, source: Source, ctx: RequestContext | None = None

@@ -202,6 +202,7 @@ class ResponseContext:
         if ctx is not None:
             ctx.response_context = None
             ctx.failure_handler = None
+            ctx.release_script_apis()
             self.ctx = None
 
     # -- branch events -------------------------------------------------------------------

@@ -64,6 +64,17 @@ class _ScriptApiMixin:
         value = cache[name] = factory(self)
         return value
 
+    def release_script_apis(self) -> None:
+        """Forget the script API objects made for this context.
+
+        They usually point back at the context: dropping them when the request
+        is finished lets the context die by reference counting instead of
+        waiting for the cycle collector. A later ``ctx.<name>`` makes a new one.
+        """
+        cache: dict[str, Any] | None = getattr(self, "_api_cache", None)
+        if cache:
+            cache.clear()
+
 
 class MessageContext(_ScriptApiMixin):
     """Context of :func:`sipline.hooks.message_received`: any parsed message."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from hookkit import sip_request, start_fails
 
 from sipline.hooks import hookimpl
-from sipline.testing import inprocess_server
+from sipline.sip import make_response, parse_message
+from sipline.testing import SipClient, inprocess_server
 
 # -------------------------------------------------------- register_mi_commands
 
@@ -197,3 +200,58 @@ def test_hook_register_script_api_duplicate_names_both_plugins():
 def test_hook_register_script_api_rejects_bad_names(name):
     message = str(start_fails([("bad", Registrar(name))]))
     assert "'bad'" in message and repr(name) in message
+
+
+class BackPointingApi:
+    """The usual shape of a script API: it keeps the context it was made for."""
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+
+
+class ProvidesProbe:
+    @hookimpl
+    def register_script_api(self, register):
+        register("probe", BackPointingApi)
+
+
+class UsesProbe:
+    def __init__(self, relay_to=None) -> None:
+        self.relay_to = relay_to
+
+    @hookimpl
+    def route_request(self, ctx):
+        api = ctx.probe
+        if self.relay_to is not None:
+            return api.ctx.relay(self.relay_to)
+        return api.ctx.reply(200, "probed")
+
+
+def _live_apis() -> int:
+    return sum(1 for o in gc.get_objects() if type(o) is BackPointingApi)
+
+
+@pytest.mark.parametrize("relayed", [False, True], ids=["answered", "relayed"])
+def test_hook_script_api_objects_do_not_keep_the_request_alive(client_for, relayed):
+    # ctx -> API cache -> API -> ctx is a cycle: the core breaks it once the request
+    # is finished, so a call's objects die by reference counting, not by the collector.
+    uas = SipClient(("127.0.0.1", 9), "udp") if relayed else None  # a UDP peer on loopback
+    user = UsesProbe(f"sip:{uas.local_hostport}" if uas else None)
+    gc.collect()
+    gc.disable()
+    try:
+        with inprocess_server(plugins=[("user", user), ("probe", ProvidesProbe())]) as srv:
+            client = client_for(srv)
+            for i in range(3):
+                client.send(sip_request(srv, client, "MESSAGE", call_id=f"probe-{i}"))
+                if uas is not None:
+                    request = parse_message(uas.recv())
+                    uas.sock.sendto(make_response(request, 200).to_bytes(), srv.address("udp"))
+                answer = parse_message(client.recv())
+                assert answer.status == 200
+            live = _live_apis()
+    finally:
+        gc.enable()
+        if uas is not None:
+            uas.close()
+    assert live == 0
