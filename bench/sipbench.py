@@ -453,6 +453,8 @@ def sipline_toml(port: int, workers: int, data_dir: Path, mi_port: int, script: 
     ]
     if plugins:
         lines.append("plugins = [" + ", ".join(f'"{p}"' for p in plugins) + "]")
+    # --server-option KEY=VALUE (TOML values), passed through the environment like --mi
+    lines += [o for o in os.environ.get("SIPBENCH_SERVER_OPTIONS", "").split("\n") if o]
     if script:
         lines.append(f'script = "{script}"')
     if mi_port:
@@ -1205,6 +1207,9 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mi", choices=("on", "off"), default="on",
                    help="sipline's management interface (HTTP on loopback) on or off")
     p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
+    p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra line in sipline's [server] table, e.g. overload_backlog=0 "
+                        "(repeatable)")
 
 
 def caller_transport(choice: str, workers: int) -> str:
@@ -1251,6 +1256,7 @@ def main(argv: list[str] | None = None) -> int:
     add_common_options(p)
     args = p.parse_args(argv)
     os.environ["SIPBENCH_MI"] = args.mi  # read where the sipline TOML is written
+    os.environ["SIPBENCH_SERVER_OPTIONS"] = "\n".join(args.server_option)
     rates, duration = resolve_rates(args)
     host, port = args.target or ("127.0.0.1", 5170)
     if args.target is None and not args.start:
