@@ -22,6 +22,7 @@ import pluggy
 
 from sipline import __version__
 from sipline.config import Config
+from sipline.overload import OverloadDetector
 from sipline.plugins import HookError, Pipeline
 from sipline.proxy import Proxy, Relayed
 from sipline.proxy.uac import Uac
@@ -315,7 +316,7 @@ class Server:
         self.own_route_prefixes = tuple(v[:-1] for v in self.own_routes)
         self.spawn(self._timer_loop())
         if srv.overload_backlog > 0:
-            self.spawn(self._watch_load(srv.overload_backlog))
+            self.spawn(self._watch_load(srv.overload_backlog, srv.overload_sustain))
         for t in self.transports:
             log.info("listening on %s:%s", t.proto, _fmt(t.local))
         if self.stats.shared.workers > 1:  # other workers read this one's function values
@@ -341,28 +342,24 @@ class Server:
                     self._timer_busy.add(name)
                     self.spawn(self._finish_timer(name, result))
 
-    async def _watch_load(self, fraction: float, interval: float = 0.02) -> None:
-        """Set ``overloaded`` while any UDP socket has a backlog over ``fraction`` of its buffer.
+    async def _watch_load(self, fraction: float, sustain: float, interval: float = 0.02) -> None:
+        """Set ``overloaded`` while a UDP socket's backlog stays over ``fraction`` of its buffer.
 
         The backlog is the kernel's own count (one getsockopt per socket and
         tick), so it sees what the event loop's latency cannot: libuv reads
         a bounded batch per iteration, timers keep running on time while the
-        queue grows.
+        queue grows. :class:`~sipline.overload.OverloadDetector` decides.
         """
         udp = [t for t in self.transports if isinstance(t, UdpTransport)]
+        detector = OverloadDetector(fraction, sustain, interval)
         while udp:
             await asyncio.sleep(interval)
-            over = False
-            for t in udp:
-                info = t.backlog()
-                if info is not None and info[1] and info[0] > info[1] * fraction:
-                    over = True
-                    break
+            over = detector.sample([t.backlog() for t in udp])
             if over != self.overloaded:
                 self.overloaded = over
                 now = asyncio.get_running_loop().time()
                 if over and now - self._overload_logged > 10:
-                    # Overload flaps at the tick's pace: say it once per 10 s.
+                    # Overload may flap: say it once per 10 s.
                     self._overload_logged = now
                     log.warning(
                         "overloaded: shedding new requests with 503 (%d shed so far)",

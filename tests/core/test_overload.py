@@ -6,6 +6,7 @@ import asyncio
 import socket
 import uuid
 
+from sipline.overload import OverloadDetector
 from sipline.testing import SipClient, inprocess_server, options_request
 from sipline.transport import UdpTransport
 
@@ -52,3 +53,22 @@ def test_overloaded_server_sheds_new_requests_only():
         assert client.request(invite(client)).status == 404
         assert srv.server.shed_requests == 1
         client.close()
+
+
+def test_a_burst_shorter_than_sustain_is_not_overload():
+    detector = OverloadDetector(0.25, sustain=0.1, interval=0.02)  # 5 samples
+    full, empty = (300, 1000), (10, 1000)
+    for _ in range(4):
+        assert detector.sample([empty, full]) is False
+    assert detector.sample([empty]) is False  # drained: the count starts again
+    for _ in range(4):
+        assert detector.sample([full]) is False
+    assert detector.sample([full]) is True  # 100 ms over the mark
+    assert detector.sample([full, None]) is True
+    assert detector.sample([(250, 1000)]) is False  # at the mark is not over it: ends at once
+
+
+def test_sustain_zero_sheds_on_the_first_full_sample():
+    detector = OverloadDetector(0.5, sustain=0, interval=0.02)
+    assert detector.sample([(600, 1000)]) is True
+    assert detector.sample([None, (0, 0)]) is False  # unknown or no buffer: not overload
