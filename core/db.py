@@ -17,12 +17,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import queue
+import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -414,3 +416,131 @@ def ensure_schema(config: Config, on_step: StepCallback | None = None) -> list[s
     for branch in behind:
         steps += upgrade(url, branch.head, on_step)
     return steps
+
+
+# ---------------------------------------------------------------------------------------------
+# A table's writer thread
+
+#: Longest pause between two attempts while the database is unreachable (seconds).
+RETRY_MAX = 30.0
+
+Change = TypeVar("Change")
+
+
+class _Flush:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+class BatchWriter(Generic[Change]):
+    """One background thread applying batches of changes to a table, in order.
+
+    The event loop only queues (:meth:`submit` never waits for the database);
+    the thread takes everything queued at once as one batch and hands it to
+    :meth:`write_batch`, which a plugin implements with its SQL. A batch that
+    fails because the database is unreachable or locked is retried, with
+    pauses growing to :data:`RETRY_MAX`, before anything queued after it;
+    nothing is dropped unless the writer is closed while the database is
+    still unreachable, which is logged with a count. A batch the database
+    refuses (a constraint) goes to :meth:`refused` and is not retried.
+    """
+
+    def __init__(self, what: str, thread_name: str) -> None:
+        self.what = what  # the table, in log messages
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closing = threading.Event()
+        self.transactions = 0
+        self.rows = 0
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+        self._thread.start()
+
+    # -- to implement -----------------------------------------------------------------------
+    def write_batch(self, batch: list[Change]) -> None:
+        """Write ``batch`` in one transaction (runs in the writer thread)."""
+        raise NotImplementedError
+
+    def refused(self, batch: list[Change], exc: Exception) -> None:
+        """The database refused ``batch`` (not retried). By default: logged."""
+        log.error("%s: %d change(s) refused by the database: %s", self.what, len(batch), exc)
+
+    def closed(self) -> None:
+        """Called in the writer thread when it stops (release connections here)."""
+
+    # -- the event loop's side ------------------------------------------------------------
+    def submit(self, changes: list[Change]) -> None:
+        """Queue ``changes``."""
+        if changes:
+            self._queue.put(changes)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is committed; False on timeout."""
+        marker = _Flush()
+        self._queue.put(marker)
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (within ``timeout``), then stop the thread."""
+        if not self._thread.is_alive():
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._closing.set()  # stop retrying: give up on an unreachable database
+            self._thread.join(RETRY_MAX)
+
+    # -- the thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[Change] = []
+            markers: list[_Flush] = []
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, _Flush):
+                    markers.append(item)
+                else:
+                    batch.extend(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                try:
+                    self.write(batch)
+                except Exception:  # a bug must not silence the writer for good
+                    log.exception("%s: %d change(s) not written", self.what, len(batch))
+            for marker in markers:
+                marker.done.set()
+        self.closed()
+
+    def write(self, batch: list[Change]) -> None:
+        """:meth:`write_batch` with the retries; counts transactions, rows and failures."""
+        from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+
+        pause = 0.5
+        while True:
+            try:
+                self.write_batch(batch)
+            except (OperationalError, InterfaceError) as exc:  # unreachable, locked
+                self.failures += 1
+                if self._closing.is_set():
+                    log.error("%s: %d change(s) lost, the database is unreachable: %s",
+                              self.what, len(batch), exc)
+                    return
+                log.error("%s: write failed, retrying in %.1fs: %s", self.what, pause, exc)
+                self._closing.wait(pause)
+                pause = min(pause * 2, RETRY_MAX)
+                continue
+            except SQLAlchemyError as exc:
+                self.failures += 1
+                self.refused(batch, exc)
+                return
+            self.transactions += 1
+            self.rows += len(batch)
+            return

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from sipline.db import BatchWriter
 from sipline.sip import split_comma
 
 from sipline_dialog.dialog import Dialog, DialogState
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sipline.plugin.dialog")
 
 BATCH_ROWS = 500
-RETRY_MAX = 30.0
 
 #: (dlg_id, the row, or None when the dialog is gone)
 Change = tuple[str, "dict[str, Any] | None"]
@@ -111,100 +109,25 @@ def from_row(table: DialogTable, row: Mapping[Any, Any], offset: float,
     return dlg, profiles
 
 
-class _Flush:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
-_STOP = object()
-
-
-class DialogWriter:
-    """One background thread applying batches of changes to ``dialog``, in order."""
+class DialogWriter(BatchWriter[Change]):
+    """The ``dialog`` table's writer thread: the last change of each dialog wins."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._closing = threading.Event()
-        self.transactions = 0
-        self.failures = 0
-        self._thread = threading.Thread(target=self._run, name="dialog-sql-writer", daemon=True)
-        self._thread.start()
+        super().__init__("dialog table", "dialog-sql-writer")
 
-    def submit(self, changes: list[Change]) -> None:
-        if changes:
-            self._queue.put(changes)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything submitted so far is committed; False on timeout."""
-        marker = _Flush()
-        self._queue.put(marker)
-        return marker.done.wait(timeout)
-
-    def close(self, timeout: float = 10.0) -> None:
-        if not self._thread.is_alive():
-            return
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._closing.set()  # stop retrying an unreachable database
-            self._thread.join(RETRY_MAX)
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            batch: list[Change] = []
-            markers: list[_Flush] = []
-            item = self._queue.get()
-            while True:
-                if item is _STOP:
-                    stop = True
-                elif isinstance(item, _Flush):
-                    markers.append(item)
-                else:
-                    batch.extend(item)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._write(batch)
-            for marker in markers:
-                marker.done.set()
-
-    def _write(self, batch: list[Change]) -> None:
-        from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-
+    def write_batch(self, batch: list[Change]) -> None:
         latest: dict[str, dict[str, Any] | None] = {}
         for dlg_id, row in batch:
-            latest[dlg_id] = row  # the last change of a dialog wins
+            latest[dlg_id] = row
         ids = list(latest)
         rows = [r for r in latest.values() if r is not None]
-        pause = 0.5
-        while True:
-            try:
-                with self.engine.begin() as conn:
-                    for i in range(0, len(ids), BATCH_ROWS):
-                        conn.execute(dialog_table.delete().where(
-                            dialog_table.c.dlg_id.in_(ids[i:i + BATCH_ROWS])))
-                    for i in range(0, len(rows), BATCH_ROWS):
-                        conn.execute(dialog_table.insert(), rows[i:i + BATCH_ROWS])
-                self.transactions += 1
-                return
-            except (OperationalError, InterfaceError) as exc:  # unreachable, locked
-                self.failures += 1
-                if self._closing.is_set():
-                    log.error("dialog table: %d change(s) lost, the database is unreachable: %s",
-                              len(latest), exc)
-                    return
-                log.error("dialog table: write failed, retrying in %.1fs: %s", pause, exc)
-                self._closing.wait(pause)
-                pause = min(pause * 2, RETRY_MAX)
-            except SQLAlchemyError as exc:  # refused (a constraint...): not worth retrying
-                self.failures += 1
-                log.error("dialog table: %d change(s) refused by the database: %s",
-                          len(latest), exc)
-                return
+        with self.engine.begin() as conn:
+            for i in range(0, len(ids), BATCH_ROWS):
+                conn.execute(dialog_table.delete().where(
+                    dialog_table.c.dlg_id.in_(ids[i:i + BATCH_ROWS])))
+            for i in range(0, len(rows), BATCH_ROWS):
+                conn.execute(dialog_table.insert(), rows[i:i + BATCH_ROWS])
 
 
 class DialogStorage:

@@ -20,14 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from sipline.db import BatchWriter
 from sipline.sip import split_comma
+
 from sipline_registrar.location import Binding, LocationStore, best_first
 from sipline_registrar.models import location
 
@@ -45,7 +46,6 @@ BATCH_ROWS = 500  # rows per statement: bounded IN lists and INSERTs
 #: the GIL with the event loop, which must keep answering while a flush runs.
 WRITER_CHUNK = 100
 WRITER_PAUSE = 0.003
-RETRY_MAX = 30.0  # seconds between attempts while the database is down
 
 
 def contact_id(aor: str, key: str) -> int:
@@ -246,116 +246,31 @@ def _close(conn: Connection) -> None:
             pass
 
 
-class _Flush:
-    """A marker in the writer's queue: set once everything queued before it is written."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
-_STOP = object()
-
-
-class SqlWriter:
-    """One background thread applying batches of changes to ``location``, in order.
-
-    A batch that fails (database down) is retried, with growing pauses, before
-    anything queued after it; nothing is dropped unless the writer is closed
-    while the database is still unreachable, which is logged with a count.
-    """
+class SqlWriter(BatchWriter[Change]):
+    """The ``location`` table's writer thread (see :class:`sipline.db.BatchWriter`)."""
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._connections = Connections(engine)
         self._clock = clock
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._closing = threading.Event()
-        self.transactions = 0
-        self.rows = 0
-        self.failures = 0
-        self._thread = threading.Thread(target=self._run, name="registrar-sql-writer",
-                                        daemon=True)
-        self._thread.start()
+        super().__init__("location table", "registrar-sql-writer")
 
-    def submit(self, changes: list[Change]) -> None:
-        """Queue ``changes`` (cheap: the event loop never waits for the database)."""
-        if changes:
-            self._queue.put(changes)
+    def write_batch(self, batch: list[Change]) -> None:
+        self._connections.write(
+            lambda conn: apply_changes(conn, batch, wall_offset(self._clock),
+                                       chunk=WRITER_CHUNK, pause=WRITER_PAUSE)
+        )
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything submitted so far is committed; False on timeout."""
-        marker = _Flush()
-        self._queue.put(marker)
-        return marker.done.wait(timeout)
+    def refused(self, batch: list[Change], exc: Exception) -> None:
+        # A row the database refuses: write the others one by one, never retry it.
+        if len(batch) > 1:
+            for change in batch:
+                self.write([change])
+        else:
+            log.error("location table: binding %s of %s not stored: %s",
+                      batch[0][1], batch[0][0], exc)
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued (within ``timeout``), then stop the thread."""
-        if not self._thread.is_alive():
-            return
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._closing.set()  # stop retrying: give up on an unreachable database
-            self._thread.join(RETRY_MAX)
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            batch: list[Change] = []
-            markers: list[_Flush] = []
-            item = self._queue.get()
-            while True:
-                if item is _STOP:
-                    stop = True
-                elif isinstance(item, _Flush):
-                    markers.append(item)
-                else:
-                    batch.extend(item)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                try:
-                    self._write(batch)
-                except Exception:  # a bug must not silence the writer for good
-                    log.exception("location table: %d binding change(s) not written",
-                                  len(batch))
-            for marker in markers:
-                marker.done.set()
+    def closed(self) -> None:
         self._connections.close()
-
-    def _write(self, batch: list[Change]) -> None:
-        from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-
-        pause = 0.5
-        while True:
-            try:
-                self._connections.write(
-                    lambda conn: apply_changes(conn, batch, wall_offset(self._clock),
-                                               chunk=WRITER_CHUNK, pause=WRITER_PAUSE)
-                )
-            except (OperationalError, InterfaceError) as exc:  # unreachable, locked
-                self.failures += 1
-                if self._closing.is_set():
-                    log.error("location table: %d binding change(s) lost, the database is "
-                              "unreachable: %s", len(batch), exc)
-                    return
-                log.error("location table: write failed, retrying in %.1fs: %s", pause, exc)
-                self._closing.wait(pause)
-                pause = min(pause * 2, RETRY_MAX)
-                continue
-            except SQLAlchemyError as exc:  # a row the database refuses: never retry it
-                self.failures += 1
-                if len(batch) > 1:
-                    for change in batch:  # write the others one by one
-                        self._write([change])
-                else:
-                    log.error("location table: binding %s of %s not stored: %s",
-                              batch[0][1], batch[0][0], exc)
-                return
-            self.transactions += 1
-            self.rows += len(batch)
-            return
 
 
 class CachedSqlStore(LocationStore):
