@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,23 @@ def options_request(
         f"{extra}"
         f"Content-Length: 0\r\n\r\n"
     ).encode()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 3.0, what: str = "condition",
+             interval: float = 0.01) -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that.
+
+    For work that happens in another thread or process (a server, a writer
+    thread); raises AssertionError naming ``what`` after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(interval)
 
 
 class SipClient:

@@ -6,9 +6,7 @@ Imported by the test modules next to it (``from hookkit import ...``).
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -61,15 +59,6 @@ def assert_next_answers(client: SipClient, srv: InProcessServer, status: int = 2
     answer = parse_message(client.recv(3.0))
     assert answer.get("call-id") == call_id, f"unexpected message first: {answer!r}"
     assert answer.status == status
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 3.0, what: str = "condition") -> None:
-    """Poll ``predicate`` (server work happens in another thread) until true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def bare_server(plugins: list[tuple[str, Any]], toml: dict[str, Any] | None = None) -> Server:

@@ -6,10 +6,10 @@ import asyncio
 import logging
 import threading
 
-from hookkit import sip_request, start_fails, wait_for
+from hookkit import sip_request, start_fails
 
 from sipline.hooks import hookimpl
-from sipline.testing import inprocess_server
+from sipline.testing import inprocess_server, wait_for
 
 
 class Lifecycle:

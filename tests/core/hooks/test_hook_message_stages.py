@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from hookkit import assert_next_answers, sip_request, sip_response, wait_for
+from hookkit import assert_next_answers, sip_request, sip_response
 
 from sipline.hooks import hookimpl
 from sipline.routing.actions import DROP, Reply
 from sipline.sip import Request, Response, SipParseError
-from sipline.testing import inprocess_server
+from sipline.testing import inprocess_server, wait_for
 
 # ----------------------------------------------------------- message_received
 

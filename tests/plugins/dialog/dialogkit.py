@@ -242,12 +242,3 @@ def script(tmp_path: Path, body: str) -> Any:
     return load_script(path)
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 3.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.01)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from dialogkit import Call, Phone, script, wait_for
+from dialogkit import Call, Phone, script
 from sipline.hooks import hookimpl
 from sipline.mi.commands import build_table
 from sipline.mi.jsonrpc import Dispatcher
-from sipline.testing import inprocess_server
+from sipline.testing import inprocess_server, wait_for
 from sipline_dialog import ENDED, DialogPlugin, DialogState, api
 
 SCRIPT = """

@@ -12,9 +12,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from dialogkit import Call, Phone, script, wait_for
+from dialogkit import Call, Phone, script
 from sipline import db
-from sipline.testing import free_port, inprocess_server, migration_round_trip
+from sipline.testing import free_port, inprocess_server, migration_round_trip, wait_for
 from sipline_dialog import DialogPlugin, DialogState, DialogTable
 from sipline_dialog.config import DialogConfig
 from sipline_dialog.models import Base, dialog

@@ -237,19 +237,6 @@ def script(tmp_path: Path, body: str) -> Any:
     return load_script(path)
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 3.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.01)
-
-
-#: The routing script of the tests: load balancing of INVITEs over group 1 ("pstn"),
-#: 503 without capacity, 500 without destination, failover on 5xx/408.
 LB_SCRIPT = '''
 def route_request(ctx):
     msg = ctx.msg

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from lbkit import LB_SCRIPT, Caller, Gateway, script, wait_for
-from sipline.testing import free_port, inprocess_server
+from lbkit import LB_SCRIPT, Caller, Gateway, script
+from sipline.testing import free_port, inprocess_server, wait_for
 from sipline_dialog import DialogPlugin
 from sipline_load_balancer import LoadBalancerPlugin
 

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from lbkit import Caller, wait_for
+from lbkit import Caller
 from sipline import db
 from sipline.mi.client import HttpClient
-from sipline.testing import ServerProcess, free_port
+from sipline.testing import ServerProcess, free_port, wait_for
 from sipline_load_balancer.models import load_balancer
 from sqlalchemy import create_engine, insert, update
 from sqlalchemy.pool import NullPool

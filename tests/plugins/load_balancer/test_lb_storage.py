@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from lbkit import LB_SCRIPT, Caller, Gateway, script, wait_for
+from lbkit import LB_SCRIPT, Caller, Gateway, script
 from sipline import db
 from sipline.config import build_config
 from sipline.mi.jsonrpc import MIError
@@ -21,6 +21,7 @@ from sipline.testing import (
     free_port,
     inprocess_server,
     migration_round_trip,
+    wait_for,
 )
 from sipline_dialog import DialogPlugin
 from sipline_load_balancer import LoadBalancerPlugin

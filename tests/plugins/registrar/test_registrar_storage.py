@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from sipline import db
 from sipline.sip import parse_message
-from sipline.testing import SipClient, inprocess_server, migration_round_trip
+from sipline.testing import SipClient, inprocess_server, migration_round_trip, wait_for
 from sipline_registrar.location import METHOD_BITS, Binding
 from sipline_registrar.models import Base, location
 from sipline_registrar.plugin import RegistrarPlugin
@@ -33,15 +33,6 @@ def rows(url: str) -> list[dict]:
             return [dict(r) for r in conn.execute(select(location)).mappings()]
     finally:
         engine.dispose()
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 def request(client: SipClient, method: str, user: str = "alice") -> bytes:
