@@ -288,7 +288,8 @@ def register_script_api(register: Callable[[str, Callable[[Any], Any]], None]) -
     Called once at startup. ``register("registrar", factory)`` makes
     ``ctx.registrar`` available in every route stage; ``factory(ctx)`` is
     called on first access per context and must be cheap (return a small
-    bound object or a shared one).
+    bound object or a shared one). The object is dropped when the request is
+    finished, so one that keeps its ``ctx`` makes no lasting reference cycle.
 
     :param register: the registration callback taking the attribute name and
         the factory.
