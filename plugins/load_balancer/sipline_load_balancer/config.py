@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sipline_load_balancer.balancer import parse_flags
 from sipline_load_balancer.destinations import (
@@ -60,20 +67,12 @@ class RouteInvites(BaseModel):
     #: (lb_next): status codes (408) or classes ("5xx").
     failover_on: list[int | str] = Field(default_factory=lambda: _DEFAULT_FAILOVER.copy())
 
-    @field_validator("resources")
+    @field_validator("resources", "flags")
     @classmethod
-    def _resources(cls, value: str) -> str:
+    def _parses(cls, value: str, info: ValidationInfo) -> str:
+        parse = parse_requested if info.field_name == "resources" else parse_flags
         try:
-            parse_requested(value)
-        except LoadBalancerError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("flags")
-    @classmethod
-    def _flags(cls, value: str) -> str:
-        try:
-            parse_flags(value)
+            parse(value)
         except LoadBalancerError as exc:
             raise ValueError(str(exc)) from None
         return value
