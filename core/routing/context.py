@@ -44,7 +44,7 @@ class _ScriptApiMixin:
 
     __slots__ = ()
     server: Server
-    _api_cache: dict[str, Any]  # a slot of every context class, set on first use
+    _api_cache: dict[str, Any] | None  # a slot of every context class, set on first use
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup failed, so real attributes stay fast.
@@ -130,6 +130,9 @@ class RequestContext(_ScriptApiMixin):
         self._branches: list[tuple[str, str | None, set[str]]] = []
         #: See :meth:`on_final`.
         self.final_callbacks: list[Callable[[Response], Any]] | None = None
+        # Set here (not on first use as in the other contexts): the core releases the
+        # APIs of every finished request, and reading an unset slot raises inside getattr.
+        self._api_cache = None
 
     # -- actions -------------------------------------------------------------
     @staticmethod
