@@ -1,0 +1,105 @@
+"""The UDP listener: delivery, a failing handler, ICMP errors and closing, on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from sipline.transport import UdpTransport
+
+
+def _sender() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def test_datagrams_are_delivered_in_order_with_their_source():
+    async def scenario():
+        got = []
+        transport = UdpTransport("127.0.0.1", 0, lambda data, source: got.append((data, source)))
+        await transport.start()
+        sender = _sender()
+        try:
+            for i in range(50):
+                sender.sendto(b"msg %d" % i, transport.local)
+            for _ in range(100):
+                if len(got) == 50:
+                    break
+                await asyncio.sleep(0.01)
+            assert [data for data, _ in got] == [b"msg %d" % i for i in range(50)]
+            source = got[0][1]
+            assert source.proto == "udp" and not source.reliable
+            assert source.remote == sender.getsockname()
+            assert source.local == transport.local and source.transport is transport
+        finally:
+            sender.close()
+            await transport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_handler_does_not_stop_the_listener():
+    async def scenario():
+        got = []
+
+        def handler(data, source):
+            if data == b"boom":
+                raise RuntimeError("handler bug")
+            got.append(data)
+
+        transport = UdpTransport("127.0.0.1", 0, handler)
+        await transport.start()
+        sender = _sender()
+        try:
+            sender.sendto(b"boom", transport.local)
+            sender.sendto(b"after", transport.local)
+            for _ in range(100):
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+            assert got == [b"after"]
+        finally:
+            sender.close()
+            await transport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_an_icmp_error_of_a_send_does_not_stop_the_listener():
+    async def scenario():
+        got = []
+        transport = UdpTransport("127.0.0.1", 0, lambda data, source: got.append(data))
+        await transport.start()
+        closed = _sender()
+        dead = closed.getsockname()
+        closed.close()  # nothing listens there: the send draws ICMP port unreachable
+        sender = _sender()
+        try:
+            assert transport.send(b"to nobody", dead)
+            await asyncio.sleep(0.05)
+            sender.sendto(b"still here", transport.local)
+            for _ in range(100):
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+            assert got == [b"still here"]
+        finally:
+            sender.close()
+            await transport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stop_frees_the_port_and_sends_fail_cleanly():
+    async def scenario():
+        transport = UdpTransport("127.0.0.1", 0, lambda data, source: None)
+        await transport.start()
+        port = transport.port
+        await transport.stop()
+        assert transport.send(b"x", ("127.0.0.1", 9)) is False
+        again = UdpTransport("127.0.0.1", port, lambda data, source: None)
+        await again.start()  # would raise EADDRINUSE if the socket were still open
+        await again.stop()
+
+    asyncio.run(scenario())
