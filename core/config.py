@@ -132,9 +132,10 @@ class ServerConfig(Section):
     #: are still processed (so overload degrades instead of collapsing into
     #: retransmissions). 0 disables it.
     overload_backlog: float = Field(default=0.25, ge=0, le=1)
-    #: Seconds the backlog must stay over ``overload_backlog`` before shedding
-    #: starts: bursts that drain sooner are not overload.
-    overload_sustain: float = Field(default=0.1, ge=0, le=10)
+    #: Seconds the backlog must stay over ``overload_backlog``, and be no shorter
+    #: at the end than at the start, before shedding starts: bursts that drain
+    #: sooner, and a backlog that is shrinking, are not overload.
+    overload_sustain: float = Field(default=0.2, ge=0, le=10)
 
     @field_validator("listen", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 import pluggy
 
 from sipline.config import Config, ConfigError, load_config
+from sipline.gcpolicy import GC_THRESHOLDS, FullCollections
 from sipline.plugins import PluginError, PluginLoader, build_plugin_manager
 from sipline.routing.default import CoreDefaults
 from sipline.routing.script import ScriptError, load_script
@@ -22,8 +23,6 @@ from sipline.server import Server, StartupError
 from sipline.stats import SharedSlots
 
 log = logging.getLogger("sipline")
-
-GC_THRESHOLDS = (50_000, 20, 20)
 
 #: Exit codes scripts can rely on (also documented in ``sipline --help``).
 EXIT_OK = 0
@@ -98,16 +97,30 @@ async def serve(
         server.request_stop()
     loop.add_signal_handler(signal.SIGHUP, _reload, server)
     # Everything loaded so far (modules, plugins, config) lives for the whole
-    # run: keep it out of the collector's way, and collect young objects less
-    # often; per-message garbage is acyclic and freed by reference counting.
+    # run: keep it out of the collector's way. The rest: sipline.gcpolicy.
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    server.spawn(_full_collections(server, FullCollections()))
     log.info("sipline ready (pid %d)", os.getpid())
     await server.wait_stopped()
     log.info("shutting down")
     await server.stop()
     return EXIT_OK
+
+
+async def _full_collections(server: Server, schedule: FullCollections, tick: float = 5.0) -> None:
+    """Run the old generation's collections on ``schedule`` (see sipline.gcpolicy)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(tick)
+        layer = server.proxy.layer
+        live = len(layer) if layer is not None else 0
+        if gc.isenabled() and schedule.due(loop.time(), live):
+            started = loop.time()
+            found = gc.collect()
+            log.debug("full collection: %d unreachable objects, %.1f ms",
+                      found, (loop.time() - started) * 1000)
 
 
 def _reload(server: Server) -> None:

@@ -56,16 +56,35 @@ def test_overloaded_server_sheds_new_requests_only():
 
 
 def test_a_burst_shorter_than_sustain_is_not_overload():
-    detector = OverloadDetector(0.25, sustain=0.1, interval=0.02)  # 5 samples
+    detector = OverloadDetector(0.25, sustain=0.1, interval=0.02)  # 5 intervals
     full, empty = (300, 1000), (10, 1000)
-    for _ in range(4):
+    for _ in range(5):
         assert detector.sample([empty, full]) is False
     assert detector.sample([empty]) is False  # drained: the count starts again
-    for _ in range(4):
+    for _ in range(5):
         assert detector.sample([full]) is False
-    assert detector.sample([full]) is True  # 100 ms over the mark
+    assert detector.sample([full]) is True  # 100 ms over the mark, no shorter
     assert detector.sample([full, None]) is True
     assert detector.sample([(250, 1000)]) is False  # at the mark is not over it: ends at once
+
+
+def test_a_backlog_that_drains_is_not_overload():
+    # After a pause the queue is long but shrinking: the server is catching up.
+    detector = OverloadDetector(0.25, sustain=0.1, interval=0.02)
+    for queued in range(900, 290, -50):  # 13 samples over the mark, each a little shorter
+        assert detector.sample([(queued, 1000)]) is False
+    # Then it stops shrinking: 100 ms after the first 300, no shorter than that, is overload.
+    for _ in range(4):
+        assert detector.sample([(300, 1000)]) is False
+    assert detector.sample([(310, 1000)]) is True
+    assert detector.sample([(290, 1000)]) is True  # shrinking again, still over: goes on
+    assert detector.sample([(200, 1000)]) is False
+
+
+def test_a_growing_backlog_is_overload():
+    detector = OverloadDetector(0.25, sustain=0.1, interval=0.02)
+    results = [detector.sample([(300 + 10 * i, 1000)]) for i in range(6)]
+    assert results == [False] * 5 + [True]
 
 
 def test_sustain_zero_sheds_on_the_first_full_sample():
