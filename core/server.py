@@ -14,9 +14,10 @@ import inspect
 import ipaddress
 import logging
 import os
+import types
 import zlib
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeGuard
 
 import pluggy
 
@@ -79,6 +80,24 @@ def _same_address(a: str, b: str) -> bool:
         return ipaddress.ip_address(a) == ipaddress.ip_address(b)
     except ValueError:
         return False
+
+
+_AWAITABLE_BY_CLASS: dict[type, bool] = {}
+
+
+def _awaitable(obj: object) -> TypeGuard[Awaitable[Any]]:
+    """``inspect.isawaitable`` from a per-class cache: the ABC check behind it is
+    the slow part, and hooks return the same few classes (actions, None) for
+    every message. Generators are asked each time: only some are awaitable."""
+    if obj is None:
+        return False
+    cls = type(obj)
+    known = _AWAITABLE_BY_CLASS.get(cls)
+    if known is None:
+        known = inspect.isawaitable(obj)
+        if cls is not types.GeneratorType and len(_AWAITABLE_BY_CLASS) < 256:
+            _AWAITABLE_BY_CLASS[cls] = known
+    return known
 
 
 class Server:
@@ -268,7 +287,7 @@ class Server:
         for impl in reversed(self.pm.hook.startup.get_hookimpls()):
             try:
                 result = impl.function(self) if impl.argnames else impl.function()
-                if inspect.isawaitable(result):
+                if _awaitable(result):
                     await result
             except Exception as exc:
                 raise StartupError(
@@ -338,7 +357,7 @@ class Server:
                 except Exception:
                     log.exception("plugin %r failed in timer", name)
                     continue
-                if inspect.isawaitable(result):
+                if _awaitable(result):
                     self._timer_busy.add(name)
                     self.spawn(self._finish_timer(name, result))
 
@@ -428,7 +447,7 @@ class Server:
         for impl in self.pm.hook.shutdown.get_hookimpls():
             try:
                 result = impl.function(self) if impl.argnames else impl.function()
-                if inspect.isawaitable(result):
+                if _awaitable(result):
                     await asyncio.wait_for(result, timeout=10)
             except Exception:
                 log.exception("plugin %r failed in shutdown", impl.plugin_name)
@@ -465,7 +484,7 @@ class Server:
             log.error("%s", err, exc_info=err.exc)
             return
         partial = exc.message
-        if inspect.isawaitable(action):
+        if _awaitable(action):
             self.spawn(self._finish_error(ctx, index, action, partial, source))
             return
         self._answer_error(action, partial, source, exc)
@@ -529,7 +548,7 @@ class Server:
                 self._hook_failed(err, msg, source)
                 return
             if action is not None:
-                if inspect.isawaitable(action):
+                if _awaitable(action):
                     self.spawn(self._resume("message_received", ctx, index, action, msg, source))
                 else:
                     self._execute(action, msg, source)
@@ -568,7 +587,7 @@ class Server:
             if method != "ACK":
                 self.reply(msg, source, exc.status, exc.reason)
             return
-        if inspect.isawaitable(action):
+        if _awaitable(action):
             self.spawn(self._resume("route_request", ctx, index, action, msg, source))
         elif action is not None:
             self._execute(action, msg, source, ctx)
@@ -654,7 +673,7 @@ class Server:
             except HookError as err:
                 log.error("%s", err, exc_info=err.exc)
                 return
-            if inspect.isawaitable(action):
+            if _awaitable(action):
                 self.spawn(self._resume_response(ctx, index, action))
                 return
             if action is not None:
@@ -698,7 +717,7 @@ class Server:
             return True
         keep = True
         for _, result in results:
-            if inspect.isawaitable(result):
+            if _awaitable(result):
                 self.spawn(_swallow(result))
             elif type(result) is Drop:
                 keep = False
@@ -747,7 +766,7 @@ class Server:
         except Exception:
             log.exception("failure handler %r failed", handler)
             return False
-        if inspect.isawaitable(result):
+        if _awaitable(result):
             self.spawn(self._resume_failure(rc, fctx, index, result, best))
             return True
         return self._failure_result(rc, result)

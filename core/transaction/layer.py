@@ -2,7 +2,7 @@
 
 Two dicts keyed by :mod:`~.keys` tuples, one for server and one for client transactions: a
 lookup is one key computation and one hash. A transaction added here is removed the moment it
-enters Terminated (it calls back into the layer before its TU's ``on_terminated``), and every
+enters Terminated (it deletes itself from the layer's table before its TU's ``on_terminated``), and every
 transaction reaches Terminated through its own timers, so the tables cannot leak: their size
 is bounded by the traffic of the last 64*T1 seconds (32 s for Timer D), plus INVITEs still
 waiting for a final response, which the proxy's Timer C or, failing that,
@@ -114,14 +114,14 @@ class TransactionLayer:
         :raises ValueError: if a live transaction already has that key (the caller should
             have found it with :meth:`find_server`).
         """
-        return self._add(self._servers, txn, self._remove_server)
+        return self._add(self._servers, txn)
 
     def add_client(self, txn: ClientTransaction) -> bool:
         """Register a client transaction under its key (see :meth:`add_server`)."""
-        return self._add(self._clients, txn, self._remove_client)
+        return self._add(self._clients, txn)
 
     @staticmethod
-    def _add(table: dict[Key, Any], txn: Transaction, remove: Any) -> bool:
+    def _add(table: dict[Key, Any], txn: Transaction) -> bool:
         if txn.terminated:
             return False
         key = txn.key
@@ -130,19 +130,11 @@ class TransactionLayer:
             if other is txn:
                 return True
             raise ValueError(f"a transaction with key {key!r} already exists: {other!r}")
-        if txn._unlink is not None:
+        if txn._table is not None:
             raise ValueError(f"{txn!r} is already registered with another layer")
         table[key] = txn
-        txn._unlink = remove
+        txn._table = table
         return True
-
-    def _remove_server(self, txn: Transaction) -> None:
-        if self._servers.get(txn.key) is txn:
-            del self._servers[txn.key]
-
-    def _remove_client(self, txn: Transaction) -> None:
-        if self._clients.get(txn.key) is txn:
-            del self._clients[txn.key]
 
     # -- factories -------------------------------------------------------------------------
 
