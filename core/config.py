@@ -180,6 +180,11 @@ class ProxyConfig(Section):
     #: Seconds an INVITE branch may ring before it is cancelled with a local
     #: 408 (OpenSIPS ``fr_inv_timeout``; RFC 3261 Timer C).
     fr_inv_timeout: float = Field(default=120.0, gt=0)
+    #: Seconds a relayed INVITE waits for the next hop's first response before
+    #: sipline answers 100 (Trying) itself (RFC 3261 §17.2.1 asks for it unless
+    #: a response comes within 200 ms); 0 sends it at once, like OpenSIPS's and
+    #: Kamailio's tm. A retransmitted INVITE gets it at once either way.
+    trying_delay: float = Field(default=0.2, ge=0, le=0.4)
     #: Relay requests for domains that are not local (an open proxy). Off:
     #: the default script answers 403 "Relay forbidden".
     open_proxy: bool = False

@@ -357,6 +357,7 @@ class Proxy:
         # a timeout; an own timer is only needed for a shorter fr_timeout.
         self._fr_timer = self.fr_timeout < self.timers.b
         self.fr_inv_timeout = cfg.fr_inv_timeout
+        self.trying_delay = cfg.trying_delay
         self.clock: WheelClock | None = None
         self.layer: TransactionLayer = None  # type: ignore[assignment]
         self._ids = itertools.count(1)
@@ -465,7 +466,9 @@ class Proxy:
             rc = ResponseContext(self, ctx)
             path = self.reply_path(msg, ctx.source)
             try:
-                rc.server_txn = self.layer.create_server(msg, path.send, ctx.source.reliable, rc)
+                rc.server_txn = self.layer.create_server(
+                    msg, path.send, ctx.source.reliable, rc, trying_after=self.trying_delay
+                )
             except ValueError:
                 return Relayed(False, error=RelayError.TRANSACTION_EXISTS)
             ctx.response_context = rc

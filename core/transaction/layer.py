@@ -146,10 +146,13 @@ class TransactionLayer:
         user: Any,
         *,
         trying: bool = True,
+        trying_after: float = 0.0,
     ) -> ServerTransaction:
         """Create the server transaction for a new request and register it.
 
-        :param trying: for an INVITE, send a 100 (Trying) at once.
+        :param trying: for an INVITE, send a 100 (Trying).
+        :param trying_after: ... after this many seconds without a response from the TU
+            (0: at once; see :class:`~.server.InviteServerTransaction`).
         :raises ValueError: for an ACK (it never creates a transaction) or a duplicate key.
         """
         method = request.method
@@ -160,7 +163,8 @@ class TransactionLayer:
         txn: ServerTransaction
         if method == "INVITE":
             txn = InviteServerTransaction(
-                request, key, send, reliable, self.clock, self.timers, user, trying=trying
+                request, key, send, reliable, self.clock, self.timers, user,
+                trying=trying, trying_after=trying_after,
             )
         elif method == "ACK":
             raise ValueError("an ACK never creates a server transaction")

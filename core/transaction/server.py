@@ -114,9 +114,13 @@ class ServerTransaction(Transaction):
 class InviteServerTransaction(ServerTransaction):
     """RFC 3261 §17.2.1 with RFC 6026. Starts in Proceeding.
 
-    :param trying: send a 100 (Trying) at once. The RFC requires it unless the TU answers
-        within 200 ms; a proxy always wants it (§16.2). A transport error on it terminates
-        the transaction before the constructor returns.
+    :param trying: send a 100 (Trying). The RFC requires it unless the TU answers within
+        200 ms. A transport error on it terminates the transaction (before the constructor
+        returns when it is sent at once).
+    :param trying_after: seconds to wait for the TU's own first response before sending the
+        100 (0: at once). A proxy whose next hop rings within that time never sends one,
+        which saves a datagram per call; the 100 still comes well before the caller's first
+        retransmission (T1), and a retransmitted INVITE gets it at once.
     """
 
     __slots__ = ("_g_interval",)
@@ -134,13 +138,23 @@ class InviteServerTransaction(ServerTransaction):
         user: Any,
         *,
         trying: bool = True,
+        trying_after: float = 0.0,
     ) -> None:
         if request.method != "INVITE":
             raise ValueError(f"an INVITE server transaction cannot serve a {request.method}")
         super().__init__(request, key, send, reliable, clock, timers, user, _PROCEEDING)
         self._g_interval = timers.g
         if trying:
-            self.send_response(make_trying(request))
+            if trying_after > 0:
+                # Proceeding uses no retransmission timer: the slot holds the pending 100.
+                self._t_retx = clock.call_later(trying_after, self._on_trying_due)
+            else:
+                self.send_response(make_trying(request))
+
+    def _on_trying_due(self) -> None:
+        self._t_retx = None
+        if self.state is _PROCEEDING and self._last_data is None:
+            self.send_response(make_trying(self.request))
 
     def receive_request(self, msg: Request) -> bool:
         state = self.state
@@ -163,7 +177,11 @@ class InviteServerTransaction(ServerTransaction):
             # acknowledges nothing; absorbing it is all that can be done.
             return state is not _TERMINATED
         if state is _PROCEEDING or state is _COMPLETED:
-            self._resend_last()
+            if self._last_data is None and self._t_retx is not None:
+                self._t_retx.cancel()
+                self._on_trying_due()  # the caller is retransmitting: quench it now
+            else:
+                self._resend_last()
             return True
         # Accepted (RFC 6026: absorbed, not passed to the TU) and Confirmed.
         return state is not _TERMINATED
@@ -172,6 +190,10 @@ class InviteServerTransaction(ServerTransaction):
         state = self.state
         status = response.status
         if state is _PROCEEDING:
+            t = self._t_retx
+            if t is not None:  # a pending 100: this response makes it unnecessary
+                self._t_retx = None
+                t.cancel()
             data = response.to_bytes()
             self.last_response = response
             self._last_data = data

@@ -28,13 +28,14 @@ def ist(
     *,
     reliable: bool = False,
     trying: bool = True,
+    trying_after: float = 0.0,
     timers: TimerConfig | None = None,
     **kw: Any,
 ) -> InviteServerTransaction:
     invite = request("INVITE", **kw)
     return InviteServerTransaction(
         invite, server_key(invite), wire, reliable, clock, timers or TimerConfig(), tu,
-        trying=trying,
+        trying=trying, trying_after=trying_after,
     )
 
 
@@ -69,6 +70,49 @@ def test_invite_server_sends_100_trying_at_once(clock: FakeClock, wire: Wire, tu
     assert trying.to.tag is None  # §17.2.1: no To tag in the 100
     assert trying.get("Timestamp") == "54.3"  # §8.2.6.1
     assert txn.last_response is not None and txn.last_response.status == 100
+
+
+def test_deferred_trying_goes_out_when_the_tu_is_silent(
+    clock: FakeClock, wire: Wire, tu: Recorder
+) -> None:
+    txn = ist(clock, wire, tu, trying_after=0.2)
+    clock.advance(0.199)
+    assert wire.sent == []
+    clock.advance(0.001)
+    assert statuses(wire) == [100]
+    assert txn.last_response is not None and txn.last_response.status == 100
+    clock.advance(10)
+    assert statuses(wire) == [100]  # once
+    txn.receive_request(request("INVITE"))
+    assert statuses(wire) == [100, 100]  # and re-sent for a retransmission
+
+
+def test_deferred_trying_is_not_sent_after_a_tu_response(
+    clock: FakeClock, wire: Wire, tu: Recorder
+) -> None:
+    txn = ist(clock, wire, tu, trying_after=0.2)
+    clock.advance(0.05)
+    assert txn.send_response(reply(txn.request, 180)) is True
+    clock.advance(1)
+    assert statuses(wire) == [180]
+    # A final response first: the 200 ends Proceeding, no 100 follows either.
+    wire2 = Wire(clock)
+    txn2 = ist(clock, wire2, tu, trying_after=0.2, branch="z9hG4bK-2")
+    assert txn2.send_response(reply(txn2.request, 486)) is True
+    clock.advance(0.3)
+    assert [m.status for m in wire2.messages][:1] == [486]
+    assert 100 not in [m.status for m in wire2.messages]
+
+
+def test_deferred_trying_is_sent_at_once_for_a_retransmission(
+    clock: FakeClock, wire: Wire, tu: Recorder
+) -> None:
+    txn = ist(clock, wire, tu, trying_after=0.2)
+    clock.advance(0.1)
+    assert txn.receive_request(request("INVITE")) is True
+    assert statuses(wire) == [100]
+    clock.advance(1)
+    assert statuses(wire) == [100]  # the timer does not send a second one
 
 
 def test_invite_server_without_trying_sends_nothing(
