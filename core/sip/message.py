@@ -1539,8 +1539,11 @@ class _Spec:
             line_groups.append(ngroups)
             ngroups += 1
             if key == "via":
-                vias.append(ngroups)
-                value, extra = _VIA_TIDY, 4
+                # Several Vias may share a line ("Via: a, b", as sipp answers); the layout
+                # is learnt with the count of its sample (see _via_counts).
+                count = max(1, line.count("SIP/2.0/"))
+                vias.extend(range(ngroups, ngroups + 4 * count, 4))
+                value, extra = ",".join([_VIA_TIDY] * count), 4 * count
             elif key == "cseq":
                 self.cseq = ngroups
                 if request:
@@ -1661,13 +1664,18 @@ class _Spec:
         return msg
 
 
+def _via_counts(keys: list[str], lines: list[str]) -> list[str]:
+    return [str(line.count("SIP/2.0/")) for key, line in zip(keys, lines) if key == "via"]
+
+
 def _learn(head: str, start: str, keys: list[str], lines: list[str]) -> None:
     """Count a successfully parsed layout; specialise it the second time it is seen."""
     sp = head.find(" ")
     key = head[: sp + 4 if head[:sp] == "SIP/2.0" else sp]
     # Specs are filed by method (or status class): the same header layout is
-    # learnt separately for each (an ACK and a BYE often share one).
-    sig = (key, *keys)
+    # learnt separately for each (an ACK and a BYE often share one), and for each
+    # count of Vias per Via line.
+    sig = (key, *keys, *_via_counts(keys, lines))
     seen = _SEEN.get(sig, 0)
     if seen < 0 or len(lines) > _MAX_SPEC_LINES or "via" not in keys:
         return

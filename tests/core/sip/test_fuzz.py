@@ -59,6 +59,30 @@ Content-Length: 12
     b"SIP/2.0 100 \r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n",
 ]
 
+# Several Vias on one line, as sipp writes them in its responses (and some UAs in requests).
+JOINED_VIA_180 = crlf("""
+SIP/2.0 180 Ringing
+Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK8ae0.d4b7.0, SIP/2.0/UDP 127.0.0.1:25060;branch=z9hG4bK-1858-1-0;rport=25060
+Record-Route: <sip:127.0.0.1:5080;lr>
+From: <sip:caller1@127.0.0.1:25060>;tag=1858SIPpTag091
+To: <sip:uas@127.0.0.1:5080>;tag=1856SIPpTag011
+Call-ID: 1-1858@127.0.0.1
+CSeq: 1 INVITE
+Contact: <sip:127.0.0.1:25090;transport=UDP>
+Content-Length: 0
+""")
+JOINED_VIA_BYE = crlf("""
+BYE sip:uas@127.0.0.1:25090 SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa1 ,SIP/2.0/TCP 10.0.0.2;branch=z9hG4bKb2,SIP/2.0/UDP [2001:db8::1]:5070;branch=z9hG4bKc3
+From: <sip:caller1@127.0.0.1:25060>;tag=1858SIPpTag091
+To: <sip:uas@127.0.0.1:5080>;tag=1856SIPpTag011
+Call-ID: 1-1858@127.0.0.1
+CSeq: 2 BYE
+Max-Forwards: 69
+Content-Length: 0
+""")
+SEEDS += [JOINED_VIA_180, JOINED_VIA_BYE]
+
 SPECIAL = [b"\r", b"\n", b"\r\n", b"\r\n ", b" ", b"\t", b'"', b"\\", b"<", b">", b";", b",",
            b":", b"=", b"%", b"@", b"[", b"]", b"?", b"\x00", b"\x85", b"\xa0", b"\xff",
            b"9999999999999999999999", b"-1", b"SIP/2.0", b"\r\n\r\n", b"z9hG4bK", b"*"]
@@ -293,7 +317,7 @@ def test_path_switches_work() -> None:
 
 def test_tidy_messages_have_a_specialised_parser() -> None:
     _warm()
-    for data in (BASIC_INVITE, BASIC_200):
+    for data in (BASIC_INVITE, BASIC_200, JOINED_VIA_180):
         end = data.find(b"\r\n\r\n")
         head = data[:end].decode("latin-1")
         matches = [
