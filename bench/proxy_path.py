@@ -95,7 +95,7 @@ def answer(request: bytes, status: int, reason: str, to_tag: str, rr: bool) -> b
     """The UAS's response to the request the proxy sent it."""
     req = parse_message(request)
     lines = [f"SIP/2.0 {status} {reason}"]
-    lines += [f"Via: {v}" for v in req.get_all("via")]
+    lines.append("Via: " + ", ".join(req.get_all("via")))  # on one line, as sipp answers
     to = req.get("to")
     lines.append(f"To: {to};tag={to_tag}" if "tag=" not in to else f"To: {to}")
     lines += [f"From: {req.get('from')}", f"Call-ID: {req.call_id}", f"CSeq: {req.get('cseq')}"]

@@ -289,7 +289,12 @@ def format_params(params: dict[str, str | None]) -> str:
 
 
 class _Params:
-    """Mixin: a ``params`` dict parsed lazily from already-validated raw text."""
+    """Mixin: a ``params`` dict parsed lazily from already-validated raw text.
+
+    ``_params`` is None only while ``_praw`` is the text a parser matched with
+    ``_TIDY_PARAMS`` (every parser that leaves it None does; the others set the dict),
+    so the lazy split needs no second check.
+    """
 
     __slots__ = ()
     _params: dict[str, str | None] | None
@@ -299,11 +304,7 @@ class _Params:
     def params(self) -> dict[str, str | None]:
         p = self._params
         if p is None:
-            praw = self._praw
-            if _TIDY_PARAMS_RE.fullmatch(praw) is not None:
-                p = _split_tidy_params(praw)
-            else:
-                p, _ = _scan_params(praw, 0, "header")
+            p = _split_tidy_params(self._praw)
             self._params = p  # type: ignore[misc]  # the slot lives in the subclasses
         return p
 

@@ -1032,8 +1032,7 @@ def parse_message(
     if end > 0 and buf[0] > 32:
         head = buf[:end].decode("latin-1")
         # A parser specialised for this header layout, if one was built (see _Spec).
-        sp = head.find(" ")
-        specs = _SPECS.get(head[: sp + 4 if head[:sp] == "SIP/2.0" else sp])
+        specs = _SPECS.get(_spec_key(head))
         if specs is not None:
             for spec in specs:
                 m = spec.regex.fullmatch(head)
@@ -1492,7 +1491,7 @@ _VIA_TIDY = (r"[ \t]*+SIP/2\.0/(UDP|TCP|TLS|SCTP|WSS?) ([a-z0-9_.\-]++)(?::([0-9
 _NA_VALUE = (rf'[ \t]*+(?:"([^"\\\n\r]*+)"|({TOKEN}(?: {TOKEN})*+))?[ \t]*+'
              rf"<({sip_uri_pattern('(?:', ipv6=False)})>({_TIDY_PARAMS})[ \t]*+")
 _CID_VALUE = rf"[ \t]*+([{_WORD}]++(?:@[{_WORD}]++)?)[ \t]*+"
-_SPECS: dict[str, list[_Spec]] = {}
+_SPECS: dict[tuple[str, int], list[_Spec]] = {}
 _SPECS_MAX = 256
 _SPECS_PER_KEY = 4
 _SEEN: dict[tuple[str, ...], int] = {}
@@ -1668,14 +1667,21 @@ def _via_counts(keys: list[str], lines: list[str]) -> list[str]:
     return [str(line.count("SIP/2.0/")) for key, line in zip(keys, lines) if key == "via"]
 
 
+def _spec_key(head: str) -> tuple[str, int]:
+    """Where the specialised parsers of a header block are filed: by method (or status
+    code) and number of lines. The same layout is learnt separately for each method (an
+    ACK and a BYE often share one); the line count sorts the layouts of one method (the
+    200 of an INVITE and of a BYE) so that a message is tried against one parser, not
+    several that fail late."""
+    sp = head.find(" ")
+    return head[: sp + 4 if head[:sp] == "SIP/2.0" else sp], head.count("\n")
+
+
 def _learn(head: str, start: str, keys: list[str], lines: list[str]) -> None:
     """Count a successfully parsed layout; specialise it the second time it is seen."""
-    sp = head.find(" ")
-    key = head[: sp + 4 if head[:sp] == "SIP/2.0" else sp]
-    # Specs are filed by method (or status class): the same header layout is
-    # learnt separately for each (an ACK and a BYE often share one), and for each
-    # count of Vias per Via line.
-    sig = (key, *keys, *_via_counts(keys, lines))
+    key = _spec_key(head)
+    # ... and for each count of Vias per Via line.
+    sig = (key[0], *keys, *_via_counts(keys, lines))
     seen = _SEEN.get(sig, 0)
     if seen < 0 or len(lines) > _MAX_SPEC_LINES or "via" not in keys:
         return
