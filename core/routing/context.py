@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from sipline.routing.actions import DROP, Drop, Redirect, Reply
+from sipline.sip.uri import parse_uri
 
 if TYPE_CHECKING:
     from sipline.proxy import Relayed
@@ -206,10 +207,16 @@ class RequestContext(_ScriptApiMixin):
         """The Request-URI the request will be relayed to (``$ru``)."""
         return self._ruri if self._ruri is not None else self.msg.raw_uri
 
+    @property
+    def ruri_uri(self) -> Any:
+        """:attr:`ruri` parsed (the message's own parsed R-URI while it is not rewritten).
+
+        :raises SipParseError: for a malformed R-URI.
+        """
+        return parse_uri(self._ruri) if self._ruri is not None else self.msg.uri
+
     def set_ruri(self, uri: object) -> None:
         """Rewrite the Request-URI of the relayed request (``$ru = ...``)."""
-        from sipline.sip import parse_uri
-
         text = str(uri)
         parse_uri(text)  # raises SipParseError for a malformed URI
         self._ruri = text
@@ -217,8 +224,6 @@ class RequestContext(_ScriptApiMixin):
     def set_dst(self, uri: str | None) -> None:
         """Send to ``uri`` regardless of R-URI and Route (``$du``); None resets."""
         if uri is not None:
-            from sipline.sip import parse_uri
-
             parse_uri(uri)
         self.dst = uri
 
@@ -362,8 +367,6 @@ class RequestContext(_ScriptApiMixin):
         else:
             uri = target
         if isinstance(uri, str):
-            from sipline.sip import parse_uri
-
             uri = parse_uri(uri)
         host = getattr(uri, "host", None)
         if host is None:

@@ -188,7 +188,7 @@ class Registrar:
         binding registered from behind a NAT or through Path is reached through
         its received address or first Path hop. False when nobody is registered.
         """
-        aor = aor_of(parse_uri(ctx.ruri))
+        aor = aor_of(ctx.ruri_uri)
         if aor is None:
             return False
         bindings = self.contacts_for(aor, ctx.msg.method)

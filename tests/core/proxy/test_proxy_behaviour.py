@@ -218,6 +218,32 @@ def test_stateless_forward_routes_the_answer_by_via(tmp_path, peers):
         client.close()
 
 
+def test_ruri_uri_follows_the_rewritten_request_uri(tmp_path):
+    plugin = script(tmp_path, """
+        from sipline.routing.actions import Reply
+
+        def route_request(ctx):
+            before = ctx.ruri_uri
+            ctx.set_ruri("sip:alice@example.org:5070")
+            after = ctx.ruri_uri
+            return Reply(480, "Seen", (
+                ("X-Before", f"{before.user}@{before.host}:{before.port}"),
+                ("X-Same", str(before is ctx.msg.uri)),
+                ("X-After", f"{after.user}@{after.host}:{after.port}"),
+            ))
+    """)
+    with inprocess_server(script=plugin) as srv:
+        client = SipClient(srv.address())
+        host, port = client.server
+        client.send(request(client, "MESSAGE"))
+        answer = final(client)
+        assert answer.status == 480
+        assert answer.get("X-Before") == f"svc@{host}:{port}"
+        assert answer.get("X-Same") == "True"  # the parsed R-URI of the message, not a copy
+        assert answer.get("X-After") == "alice@example.org:5070"
+        client.close()
+
+
 class LocalRoute:
     """A route_local hook: marks every request sipline originates."""
 
