@@ -103,3 +103,67 @@ def test_stop_frees_the_port_and_sends_fail_cleanly():
         await again.stop()
 
     asyncio.run(scenario())
+
+
+def test_sends_of_one_round_leave_together_in_order():
+    async def scenario():
+        transport = UdpTransport("127.0.0.1", 0, lambda data, source: None)
+        await transport.start()
+        receiver = _sender()
+        receiver.setblocking(False)
+        try:
+            for i in range(5):
+                assert transport.send(b"out %d" % i, receiver.getsockname())
+            # Queued: nothing has left before the loop gets to the flush.
+            try:
+                receiver.recv(100)
+                raise AssertionError("a datagram left before the end of the round")
+            except BlockingIOError:
+                pass
+            await asyncio.sleep(0.01)
+            got = []
+            for _ in range(5):
+                got.append(receiver.recv(100))
+            assert got == [b"out %d" % i for i in range(5)]
+        finally:
+            receiver.close()
+            await transport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_send_is_counted_and_the_others_still_leave():
+    async def scenario():
+        transport = UdpTransport("127.0.0.1", 0, lambda data, source: None)
+        await transport.start()
+        receiver = _sender()
+        receiver.settimeout(1)
+        try:
+            transport.send(b"first", receiver.getsockname())
+            transport.send(b"x", ("::1", 5060))  # an IPv6 address on an IPv4 socket
+            transport.send(b"x" * 70_000, receiver.getsockname())  # over the UDP maximum
+            transport.send(b"last", receiver.getsockname())
+            await asyncio.sleep(0.01)
+            assert transport.send_errors == 2
+            assert [receiver.recv(100), receiver.recv(100)] == [b"first", b"last"]
+        finally:
+            receiver.close()
+            await transport.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stop_sends_what_is_queued():
+    async def scenario():
+        transport = UdpTransport("127.0.0.1", 0, lambda data, source: None)
+        await transport.start()
+        receiver = _sender()
+        receiver.settimeout(1)
+        try:
+            transport.send(b"bye", receiver.getsockname())
+            await transport.stop()
+            assert receiver.recv(100) == b"bye"
+        finally:
+            receiver.close()
+
+    asyncio.run(scenario())
