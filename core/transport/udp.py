@@ -37,6 +37,7 @@ from sipline.transport.base import MessageHandler, Source
 log = logging.getLogger("sipline.transport.udp")
 
 SOCKET_BUFFER = 4 * 1024 * 1024
+_MAX_SOURCES = 4096
 _SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)  # Linux >= 4.6; not exported by Python
 
 
@@ -48,11 +49,20 @@ class _Delivering(DgramProtocol):
         self._on_message = listener.on_message
         self._local = listener.local
         self._listener = listener
+        # A UDP Source depends only on the peer's address: made once per peer, not per
+        # datagram (bounded: cleared when full).
+        self._sources: dict[Any, Source] = {}
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        source = self._sources.get(addr)
+        if source is None:
+            if len(self._sources) >= _MAX_SOURCES:
+                self._sources.clear()
+            source = Source("udp", addr[:2], self._local, self._listener)
+            self._sources[addr] = source
         try:
-            self._on_message(data, Source("udp", addr[:2], self._local, self._listener))
+            self._on_message(data, source)
         except Exception:  # never let one message stop the listener
             log.exception(
                 "udp %s: unhandled error processing a datagram from %s", self._local, addr

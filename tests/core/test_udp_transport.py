@@ -167,3 +167,33 @@ def test_stop_sends_what_is_queued():
             receiver.close()
 
     asyncio.run(scenario())
+
+
+def test_one_source_per_peer_and_the_cache_is_bounded(monkeypatch):
+    from sipline.transport import udp
+
+    monkeypatch.setattr(udp, "_MAX_SOURCES", 2)
+
+    async def scenario():
+        got = []
+        transport = UdpTransport("127.0.0.1", 0, lambda data, source: got.append(source))
+        await transport.start()
+        peers = [_sender() for _ in range(3)]
+        try:
+            for peer in (peers[0], peers[0], peers[1]):
+                peer.sendto(b"x", transport.local)
+                await asyncio.sleep(0.02)
+            assert got[0] is got[1] and got[2] is not got[0]
+            assert [s.remote for s in got] == [p.getsockname() for p in (peers[0], peers[0], peers[1])]
+            peers[2].sendto(b"x", transport.local)  # a third peer: the full cache starts again
+            await asyncio.sleep(0.02)
+            assert len(transport._protocol._sources) == 1
+            peers[0].sendto(b"x", transport.local)
+            await asyncio.sleep(0.02)
+            assert got[-1] is not got[0] and got[-1].remote == peers[0].getsockname()
+        finally:
+            for peer in peers:
+                peer.close()
+            await transport.stop()
+
+    asyncio.run(scenario())
