@@ -80,7 +80,8 @@ class _Delivering(DgramProtocol):
 
 
 class UdpTransport:
-    """One bound UDP socket: datagrams delivered as they arrive, synchronous sends."""
+    """One bound UDP socket: datagrams delivered as they arrive, sends flushed once per loop
+    round (call :meth:`send` on the event loop's thread)."""
 
     proto = "udp"
 
