@@ -285,7 +285,7 @@ def inprocess_once(setup: str, calls: int) -> float:
     from sipline.plugins import PluginLoader, build_plugin_manager
     from sipline.routing.default import CoreDefaults
     from sipline.routing.script import load_script
-    from sipline.runner import GC_THRESHOLDS
+    from sipline.gcpolicy import GC_THRESHOLDS
     from sipline.server import Server
     from sipline.transport import Source
 

@@ -34,7 +34,7 @@ from sipline.config import build_config
 from sipline.plugins import build_plugin_manager
 from sipline.routing.default import CoreDefaults
 from sipline.routing.script import load_script
-from sipline.runner import GC_THRESHOLDS
+from sipline.gcpolicy import GC_THRESHOLDS
 from sipline.server import Server
 from sipline.sip import parse_message
 from sipline.transport import Source

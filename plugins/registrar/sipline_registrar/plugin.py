@@ -41,7 +41,7 @@ class RegistrarAPI:
 
     def is_registered(self, aor: str | None = None) -> bool:
         """True when ``aor`` (default: the R-URI's user@host) has a live binding."""
-        key = aor if aor is not None else aor_of(parse_uri(self._ctx.ruri))
+        key = aor if aor is not None else aor_of(self._ctx.ruri_uri)
         return bool(key and self._registrar.contacts_for(key))
 
 

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sipline.routing.actions import Reply
-from sipline.sip import SipParseError, SipURI, parse_uri, split_comma
+from sipline.sip import SipParseError, SipURI, split_comma
 from sipline_registrar.config import RegistrarConfig
 from sipline_registrar.location import Binding, LocationStore, best_first, methods_mask
 

@@ -273,3 +273,28 @@ def test_usrloc_mi_commands_are_registered_and_work(server):
     assert commands["usrloc:rm"]["function"](aor) == 1
     assert commands["usrloc:show_contact"]["function"](aor) == []
     c.close()
+
+
+def test_is_registered_in_a_routing_script(tmp_path):
+    from sipline.routing.script import load_script
+
+    path = tmp_path / "routes.py"
+    path.write_text(
+        "from sipline.routing.actions import Reply\n"
+        "def route_request(ctx):\n"
+        "    if ctx.msg.method == 'INVITE':\n"
+        "        ruri = ctx.registrar.is_registered()\n"
+        "        named = ctx.registrar.is_registered(f'alice@{ctx.msg.uri.host}')\n"
+        "        return Reply(480, 'Seen', (('X-Registered', f'{ruri} {named}'),))\n"
+    )
+    with inprocess_server({"plugins": {"registrar": {}}},
+                          plugins=[("registrar", RegistrarPlugin())],
+                          script=load_script(path)) as srv:
+        c = SipClient(srv.address())
+        assert c.request(invite(c)).get("X-Registered") == "False False"
+        p = phone()
+        assert c.request(register(c, [f"<sip:a@127.0.0.1:{p.getsockname()[1]}>"])).status == 200
+        assert c.request(invite(c)).get("X-Registered") == "True True"
+        assert c.request(invite(c, user="bob")).get("X-Registered") == "False True"
+        c.close()
+        p.close()
