@@ -590,9 +590,7 @@ class Server:
         if _awaitable(action):
             self.spawn(self._resume("route_request", ctx, index, action, msg, source))
         elif action is not None:
-            self._execute(action, msg, source, ctx)
-            if ctx.response_context is None:
-                ctx.release_script_apis()  # done with it (else: when its transaction is)
+            self._execute_request(action, msg, source, ctx)
 
     def _hook_failed(self, err: HookError, msg: Request, source: Source) -> None:
         self.counters[ERR_REQUESTS] += 1
@@ -618,11 +616,18 @@ class Server:
                 self._process_request(msg, source)
             return
         if type(ctx) is RequestContext:
-            self._execute(action, msg, source, ctx)
-            if ctx.response_context is None:
-                ctx.release_script_apis()
+            self._execute_request(action, msg, source, ctx)
         else:
             self._execute(action, msg, source, None)
+
+    def _execute_request(
+        self, action: Any, msg: Request, source: Source, ctx: RequestContext
+    ) -> None:
+        """:meth:`_execute` for a route_request decision, then let go of the script APIs of
+        a request that is finished (one that was relayed lets go with its transaction)."""
+        self._execute(action, msg, source, ctx)
+        if ctx.response_context is None:
+            ctx.release_script_apis()
 
     def _execute(
         self, action: Any, msg: Request, source: Source, ctx: RequestContext | None = None

@@ -1540,7 +1540,7 @@ class _Spec:
             if key == "via":
                 # Several Vias may share a line ("Via: a, b", as sipp answers); the layout
                 # is learnt with the count of its sample (see _via_counts).
-                count = max(1, line.count("SIP/2.0/"))
+                count = max(1, _via_count(line))
                 vias.extend(range(ngroups, ngroups + 4 * count, 4))
                 value, extra = ",".join([_VIA_TIDY] * count), 4 * count
             elif key == "cseq":
@@ -1663,8 +1663,13 @@ class _Spec:
         return msg
 
 
+def _via_count(line: str) -> int:
+    """How many Via values a Via line holds, as far as a specialised parser is concerned."""
+    return line.count("SIP/2.0/")
+
+
 def _via_counts(keys: list[str], lines: list[str]) -> list[str]:
-    return [str(line.count("SIP/2.0/")) for key, line in zip(keys, lines) if key == "via"]
+    return [str(_via_count(line)) for key, line in zip(keys, lines) if key == "via"]
 
 
 def _spec_key(head: str) -> tuple[str, int]:
